@@ -1,0 +1,36 @@
+"""ca_plast: differentiable calcium-based synaptic plasticity in JAX."""
+
+from ._calcium import (
+    AbstractCalcium as AbstractCalcium,
+    CoincidenceCalcium as CoincidenceCalcium,
+    LinearCalcium as LinearCalcium,
+    NonlinearCalcium as NonlinearCalcium,
+    time_above as time_above,
+)
+from ._closed_form import (
+    closed_form_ratio as closed_form_ratio,
+    duration as duration,
+    time_above_thresholds as time_above_thresholds,
+    transition_probabilities as transition_probabilities,
+)
+from ._early_phase import GraupnerBrunel2012 as GraupnerBrunel2012
+from ._presets import (
+    GB2012_PRESETS as GB2012_PRESETS,
+    gb2012_preset as gb2012_preset,
+    preset_source as preset_source,
+)
+from ._protocols import (
+    Protocol as Protocol,
+    burst as burst,
+    pairs as pairs,
+    poisson as poisson,
+    quadruplet as quadruplet,
+    random_pairs as random_pairs,
+    repeated as repeated,
+    trains as trains,
+    triplet as triplet,
+)
+from ._scan import ScanSolution as ScanSolution, solve_scan as solve_scan
+from ._spikes import Spikes as Spikes, event_sequence as event_sequence, to_spikes as to_spikes
+
+__version__ = "0.1.0"

@@ -1,0 +1,130 @@
+"""The early-phase bistable synaptic efficacy of Graupner & Brunel (2012).
+
+    tau drho/dt = -rho (1 - rho)(rho_star - rho) + gamma_p (1 - rho) H(c - theta_p)
+                  - gamma_d rho H(c - theta_d) + sigma sqrt(tau) sqrt(H(c - theta_p) + H(c - theta_d)) eta(t)
+
+Within an interval where calcium decays freely from c0, each Heaviside switches off once,
+at a time known in closed form (`time_above`). The interval therefore splits into at most
+three pieces with constant drive; on each the threshold terms are linear in rho and are
+solved exactly, with their noise as an exact Ornstein-Uhlenbeck increment. The slow cubic
+drift (time scale tau, ~10^5 ms) is added by Strang splitting.
+"""
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from ._calcium import AbstractCalcium, time_above
+from ._custom_types import Array
+from ._validation import check_finite, check_in_range, check_nonnegative, check_positive
+
+
+def _field(**kwargs):
+    return eqx.field(converter=jnp.asarray, **kwargs)
+
+
+class GraupnerBrunel2012(eqx.Module):
+    """GB2012 calcium-based rule for one synapse (or a population sharing one calcium trace).
+
+    Fields (time in ms, calcium in units of theta_d): `calcium` model; thresholds `theta_p`,
+    `theta_d`; rates `gamma_p`, `gamma_d`; time constant `tau`; noise amplitude `sigma`;
+    unstable fixed point `rho_star`; readout: `beta` (fraction of synapses initially DOWN)
+    and `b` (ratio of UP to DOWN weights, w1/w0).
+    """
+
+    calcium: AbstractCalcium
+    theta_p: Array = _field()
+    theta_d: Array = _field()
+    gamma_p: Array = _field()
+    gamma_d: Array = _field()
+    tau: Array = _field()
+    sigma: Array = _field()
+    rho_star: Array = _field(default=0.5)
+    beta: Array = _field(default=0.5)
+    b: Array = _field(default=5.0)
+
+    def __check_init__(self):
+        owner = "GraupnerBrunel2012"
+        check_positive(owner, "theta_p", self.theta_p)
+        check_positive(owner, "theta_d", self.theta_d)
+        check_nonnegative(owner, "gamma_p", self.gamma_p)
+        check_nonnegative(owner, "gamma_d", self.gamma_d)
+        check_positive(owner, "tau", self.tau, " ms")
+        check_nonnegative(owner, "sigma", self.sigma)
+        check_in_range(owner, "rho_star", self.rho_star, 0.0, 1.0)
+        check_in_range(owner, "beta", self.beta, 0.0, 1.0)
+        check_positive(owner, "b", self.b)
+        check_finite(owner, "b", self.b)
+
+    def times_above(self, c0: Array, s: Array) -> tuple[Array, Array]:
+        """Time (ms) above theta_p and above theta_d in an interval of `s` ms starting at `c0`."""
+        tau_ca = self.calcium.tau_ca
+        return time_above(c0, self.theta_p, tau_ca, s), time_above(c0, self.theta_d, tau_ca, s)
+
+    def drive(self, c0: Array, s: Array) -> "Affine":
+        """The exact threshold-driven map of rho over `s` ms of free calcium decay from `c0`.
+
+        Between threshold crossings the drive is linear in rho, so over the whole interval
+        rho -> gain * rho + shift + sqrt(variance) * N(0, 1), with the same coefficients for
+        every synapse that sees this calcium. The cubic drift is left out (see `cubic`).
+        """
+        a_p, a_d = self.times_above(c0, s)
+        p_only = a_p > a_d
+        pieces = (
+            (jnp.minimum(a_p, a_d), self.gamma_p, self.gamma_d, 2.0),
+            (jnp.abs(a_p - a_d), jnp.where(p_only, self.gamma_p, 0.0), jnp.where(p_only, 0.0, self.gamma_d), 1.0),
+        )
+        affine = Affine.identity(c0)
+        for length, g_p, g_d, n_active in pieces:
+            rate = (g_p + g_d) / self.tau
+            # rho -> rho e^{-rate L} + rho_inf (1 - e^{-rate L}), rho_inf = g_p / (g_p + g_d),
+            # written without the division so that rate 0 is safe.
+            piece = Affine(
+                gain=jnp.exp(-rate * length),
+                shift=g_p / self.tau * _phi(rate, length),
+                variance=self.sigma**2 * n_active / self.tau * _phi(2 * rate, length),
+            )
+            affine = piece.after(affine)
+        return affine
+
+    def cubic(self, rho: Array, s: Array) -> Array:
+        """One explicit Euler step of the bistable drift over `s` ms (s << tau)."""
+        return rho - s / self.tau * rho * (1 - rho) * (self.rho_star - rho)
+
+    def change_ratio(self, up: Array, down: Array) -> Array:
+        """Mean synaptic weight after / before, from P(DOWN->UP) = `up` and P(UP->DOWN) = `down`.
+
+        GB2012: `[beta(1-U) + (1-beta)D + b(beta U + (1-beta)(1-D))] / (beta + (1-beta) b)`.
+        """
+        beta, b = self.beta, self.b
+        after = beta * (1 - up) + (1 - beta) * down + b * (beta * up + (1 - beta) * (1 - down))
+        return after / (beta + (1 - beta) * b)
+
+
+class Affine(eqx.Module):
+    """The stochastic affine map `x -> gain * x + shift + sqrt(variance) * N(0, 1)` of an interval."""
+
+    gain: Array
+    shift: Array
+    variance: Array
+
+    @classmethod
+    def identity(cls, like: Array) -> "Affine":
+        return cls(gain=jnp.ones_like(like), shift=jnp.zeros_like(like), variance=jnp.zeros_like(like))
+
+    def after(self, first: "Affine") -> "Affine":
+        """The map of `first` followed by `self`."""
+        return Affine(
+            gain=self.gain * first.gain,
+            shift=self.gain * first.shift + self.shift,
+            variance=self.gain**2 * first.variance + self.variance,
+        )
+
+    def __call__(self, x: Array, normal: Array | None = None) -> Array:
+        mean = self.gain * x + self.shift
+        return mean if normal is None else mean + jnp.sqrt(self.variance) * normal
+
+
+def _phi(rate: Array, length: Array) -> Array:
+    """`(1 - exp(-rate * length)) / rate`, continuous (= length) at rate 0."""
+    safe = jnp.where(rate > 0, rate, 1.0)
+    return jnp.where(rate > 0, -jnp.expm1(-safe * length) / safe, length)

@@ -1,0 +1,151 @@
+"""Device-side spike arrays: padded, masked, and in (tick, offset) form.
+
+Absolute times are never held as one float on the device (DESIGN.md 2.4: float32 resolves
+only ~2 ms at 8 h). Each time is an integer tick count plus a float offset inside the tick,
+`t = tick * unit + offset` with `0 <= offset < unit`; intervals are formed from integer tick
+differences, so they stay exact however long the protocol. Protocols of different lengths
+are padded to a common length with masked entries, so batches vmap.
+"""
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._custom_types import Array, Bool, Float, Int
+from ._protocols import Protocol
+
+PRE, POST, END = 0, 1, 2
+
+
+class Spikes(eqx.Module):
+    """Padded spike trains of one protocol (or a batch, with a leading axis on every array).
+
+    `*_tick` / `*_offset` give times as `tick * unit + offset` (ms); `*_mask` marks real
+    spikes. `end_tick` / `end_offset` give the protocol duration. `unit` (ms per tick) and
+    `max_per_tick` (the most spikes of one train inside any window of one unit, which bounds
+    the spikes a time-stepped solver meets in one step) and `n_ticks` (whole or partial ticks the
+    longest protocol of the batch spans) are static.
+    """
+
+    pre_tick: Int[Array, "... n_pre"]
+    pre_offset: Float[Array, "... n_pre"]
+    pre_mask: Bool[Array, "... n_pre"]
+    post_tick: Int[Array, "... n_post"]
+    post_offset: Float[Array, "... n_post"]
+    post_mask: Bool[Array, "... n_post"]
+    end_tick: Int[Array, "..."]
+    end_offset: Float[Array, "..."]
+    unit: float = eqx.field(static=True)
+    max_per_tick: int = eqx.field(static=True)
+    n_ticks: int = eqx.field(static=True)
+
+
+def _split(times: np.ndarray, unit: float) -> tuple[np.ndarray, np.ndarray]:
+    ticks = np.floor(times / unit)
+    offsets = times - ticks * unit
+    # Guard the float64 edge where offset rounds up to a whole unit.
+    carry = offsets >= unit
+    return (ticks + carry).astype(np.int64), np.where(carry, offsets - unit, offsets)
+
+
+def _max_per_window(times: np.ndarray, width: float) -> int:
+    if times.size == 0:
+        return 0
+    return int(np.max(np.searchsorted(times, times + width, side="left") - np.arange(times.size)))
+
+
+def to_spikes(protocols: Protocol | Sequence[Protocol], unit: float = 0.1) -> Spikes:
+    """Turn one protocol, or a batch of them, into padded `Spikes` with ticks of `unit` ms.
+
+    A single protocol gives unbatched arrays; a sequence gives arrays with a leading batch
+    axis, padded to the longest train in the batch.
+    """
+    if not (np.isfinite(unit) and unit > 0):
+        raise ValueError(f"to_spikes: unit (the solver step, ms) must be > 0, got {unit!r}")
+    single = isinstance(protocols, Protocol)
+    batch = [protocols] if single else list(protocols)
+    if not batch or not all(isinstance(p, Protocol) for p in batch):
+        raise ValueError("to_spikes: expected a Protocol or a non-empty sequence of Protocols")
+    if max(np.ceil(p.duration / unit) for p in batch) >= np.iinfo(np.int32).max:
+        raise ValueError(f"to_spikes: the protocol is too long for ticks of {unit} ms; use a larger unit")
+    n_pre = max(1, max(p.pre.size for p in batch))
+    n_post = max(1, max(p.post.size for p in batch))
+    arrays = {}
+    for side, n in (("pre", n_pre), ("post", n_post)):
+        ticks, offsets, masks = [], [], []
+        for p in batch:
+            times = getattr(p, side)
+            pad = n - times.size
+            tick, offset = _split(np.concatenate([times, np.full(pad, p.duration)]), unit)
+            ticks.append(tick)
+            offsets.append(offset)
+            masks.append(np.arange(n) < times.size)
+        arrays[side] = (np.stack(ticks), np.stack(offsets), np.stack(masks))
+    ends = [_split(np.array([p.duration]), unit) for p in batch]
+    end_tick = np.array([t[0] for t, _ in ends])
+    end_offset = np.array([o[0] for _, o in ends])
+    max_per_tick = max(max(_max_per_window(p.pre, unit), _max_per_window(p.post, unit)) for p in batch)
+
+    def device(x, dtype=None):
+        x = x[0] if single else x
+        return jnp.asarray(x, dtype=dtype)
+
+    float_dtype = jnp.result_type(float)
+    return Spikes(
+        pre_tick=device(arrays["pre"][0], jnp.int32),
+        pre_offset=device(arrays["pre"][1], float_dtype),
+        pre_mask=device(arrays["pre"][2]),
+        post_tick=device(arrays["post"][0], jnp.int32),
+        post_offset=device(arrays["post"][1], float_dtype),
+        post_mask=device(arrays["post"][2]),
+        end_tick=device(end_tick, jnp.int32),
+        end_offset=device(end_offset, float_dtype),
+        unit=float(unit),
+        max_per_tick=max(1, max_per_tick),
+        n_ticks=int(np.max(end_tick + (end_offset > 0))),
+    )
+
+
+def shift(tick: Array, offset: Array, delay: Array, unit: float) -> tuple[Array, Array]:
+    """Times `tick * unit + offset` delayed by `delay` ms, renormalised to `0 <= offset < unit`.
+
+    Differentiable in `delay` through the offset; the tick carry is integer.
+    """
+    total = offset + delay
+    carry = jax.lax.stop_gradient(jnp.floor(total / unit))
+    return tick + carry.astype(tick.dtype), total - carry * unit
+
+
+def interval(tick_a: Array, offset_a: Array, tick_b: Array, offset_b: Array, unit: float) -> Array:
+    """Time from a to b in ms, from the integer tick difference (exact) plus the offsets."""
+    return (tick_b - tick_a).astype(offset_a.dtype) * unit + (offset_b - offset_a)
+
+
+def event_sequence(spikes: Spikes, D: Array) -> tuple[Float[Array, " n"], Int[Array, " n"], Bool[Array, " n"]]:
+    """The merged, sorted events of one (unbatched) protocol, ending with the protocol's end.
+
+    Presynaptic spikes are delayed by `D` (ms). Returns the interval (ms) from the previous
+    event (or from time 0) to each event, its kind (`PRE`, `POST` or `END`) and whether it
+    acts. Padding and arrivals past the end are moved onto the end and do not act.
+    Simultaneous events keep the order pre, post, end.
+    """
+    unit = spikes.unit
+    pre_tick, pre_offset = shift(spikes.pre_tick, spikes.pre_offset, D, unit)
+    ticks = jnp.concatenate([pre_tick, spikes.post_tick, spikes.end_tick[None]])
+    offsets = jnp.concatenate([pre_offset, spikes.post_offset, spikes.end_offset[None]])
+    kinds = jnp.concatenate([
+        jnp.full(pre_tick.shape, PRE), jnp.full(spikes.post_tick.shape, POST), jnp.array([END])
+    ])
+    masks = jnp.concatenate([spikes.pre_mask, spikes.post_mask, jnp.array([True])])
+    past_end = (ticks > spikes.end_tick) | ((ticks == spikes.end_tick) & (offsets > spikes.end_offset))
+    ticks = jnp.where(past_end, spikes.end_tick, ticks)
+    offsets = jnp.where(past_end, spikes.end_offset, offsets)
+    masks = masks & ~past_end
+    order = jnp.lexsort((kinds, jax.lax.stop_gradient(offsets), ticks))
+    ticks, offsets, kinds, masks = ticks[order], offsets[order], kinds[order], masks[order]
+    prev_tick = jnp.concatenate([jnp.zeros((1,), ticks.dtype), ticks[:-1]])
+    prev_offset = jnp.concatenate([jnp.zeros((1,), offsets.dtype), offsets[:-1]])
+    return interval(prev_tick, prev_offset, ticks, offsets, unit), kinds, masks

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Set-up and entry points that need nothing but python3.
+
+    python3 dev.py fit     # the main job: fit a GB2012 rule to Sjostrom 2001, report + plots in results/
+    python3 dev.py test    # the test suite (what CI runs)
+
+Each command creates `.venv/` on first use and installs the package (editable) with its
+test dependencies into it; later runs reuse it. Extra arguments are passed through.
+"""
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".installed"
+
+
+def ensure_venv() -> None:
+    spec = (ROOT / "pyproject.toml").stat().st_mtime
+    if STAMP.exists() and STAMP.stat().st_mtime >= spec:
+        return
+    if not (BIN / "python").exists():
+        print(f"creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("installing ca_plast and its dependencies (first run only)", flush=True)
+    subprocess.run([BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
+    subprocess.run([BIN / "python", "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]"], check=True)
+    STAMP.touch()
+
+
+def main(argv: list[str]) -> int:
+    commands = {
+        "fit": [str(BIN / "ca-plast"), "fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", "results/fit"],
+        "test": [str(BIN / "python"), "-m", "pytest", "-q"],
+    }
+    if not argv or argv[0] not in commands:
+        print(f"usage: python3 dev.py {{{'|'.join(commands)}}} [extra arguments]", file=sys.stderr)
+        return 2
+    ensure_venv()
+    return subprocess.run(commands[argv[0]] + argv[1:], cwd=ROOT).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,39 @@
+"""Test configuration: float64 for reference comparisons, strict promotion, seeded keys."""
+
+import random
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def getkey():
+    """Return a function giving fresh PRNG keys; the seed is printed so failures reproduce."""
+    seed = random.randint(0, 2**31 - 1)
+    print(f"getkey seed: {seed}")
+    counter = iter(range(10**9))
+
+    def _getkey():
+        return jax.random.fold_in(jax.random.key(seed), next(counter))
+
+    return _getkey
+
+
+def tree_allclose(x, y, *, rtol=1e-7, atol=1e-9) -> bool:
+    """True when two pytrees have the same structure and all leaves are close."""
+    leaves_x, tree_x = jax.tree.flatten(x)
+    leaves_y, tree_y = jax.tree.flatten(y)
+    if tree_x != tree_y:
+        return False
+    return all(np.allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol) for a, b in zip(leaves_x, leaves_y))
+
+
+def central_difference(f, x, h):
+    """Central finite difference of a scalar function of a scalar, in float64."""
+    x = jnp.asarray(x, jnp.float64)
+    return (f(x + h) - f(x - h)) / (2 * h)
