@@ -13,7 +13,12 @@ from ._closed_form import (
     time_above_thresholds as time_above_thresholds,
     transition_probabilities as transition_probabilities,
 )
-from ._early_phase import GraupnerBrunel2012 as GraupnerBrunel2012
+from ._early_phase import (
+    Affine as Affine,
+    GraupnerBrunel2012 as GraupnerBrunel2012,
+    threshold_drive as threshold_drive,
+)
+from ._plotting import plot_stdp as plot_stdp, plot_traces as plot_traces
 from ._presets import (
     GB2012_PRESETS as GB2012_PRESETS,
     gb2012_preset as gb2012_preset,
@@ -31,6 +36,12 @@ from ._protocols import (
     triplet as triplet,
 )
 from ._scan import ScanSolution as ScanSolution, solve_scan as solve_scan
+from ._stdp import (
+    METHODS as METHODS,
+    population_ratio as population_ratio,
+    scan_ratio as scan_ratio,
+    stdp_ratios as stdp_ratios,
+)
 from ._spikes import Spikes as Spikes, event_sequence as event_sequence, to_spikes as to_spikes
 
 __version__ = "0.1.0"

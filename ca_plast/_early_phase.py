@@ -68,23 +68,7 @@ class GraupnerBrunel2012(eqx.Module):
         every synapse that sees this calcium. The cubic drift is left out (see `cubic`).
         """
         a_p, a_d = self.times_above(c0, s)
-        p_only = a_p > a_d
-        pieces = (
-            (jnp.minimum(a_p, a_d), self.gamma_p, self.gamma_d, 2.0),
-            (jnp.abs(a_p - a_d), jnp.where(p_only, self.gamma_p, 0.0), jnp.where(p_only, 0.0, self.gamma_d), 1.0),
-        )
-        affine = Affine.identity(c0)
-        for length, g_p, g_d, n_active in pieces:
-            rate = (g_p + g_d) / self.tau
-            # rho -> rho e^{-rate L} + rho_inf (1 - e^{-rate L}), rho_inf = g_p / (g_p + g_d),
-            # written without the division so that rate 0 is safe.
-            piece = Affine(
-                gain=jnp.exp(-rate * length),
-                shift=g_p / self.tau * _phi(rate, length),
-                variance=self.sigma**2 * n_active / self.tau * _phi(2 * rate, length),
-            )
-            affine = piece.after(affine)
-        return affine
+        return threshold_drive(a_p, a_d, s, gamma_p=self.gamma_p, gamma_d=self.gamma_d, tau=self.tau, sigma=self.sigma)
 
     def cubic(self, rho: Array, s: Array) -> Array:
         """One explicit Euler step of the bistable drift over `s` ms (s << tau)."""
@@ -122,6 +106,48 @@ class Affine(eqx.Module):
     def __call__(self, x: Array, normal: Array | None = None) -> Array:
         mean = self.gain * x + self.shift
         return mean if normal is None else mean + jnp.sqrt(self.variance) * normal
+
+
+def threshold_drive(
+    a_p: Array,
+    a_d: Array,
+    s: Array,
+    *,
+    gamma_p: Array,
+    gamma_d: Array,
+    tau: Array,
+    sigma: Array,
+    top: float | Array = 1.0,
+    leak: float | Array = 0.0,
+    rest: float | Array = 0.0,
+) -> Affine:
+    """Exact map of `tau dx/dt = leak (rest - x) + gamma_p (top - x) H_p - gamma_d x H_d + noise` over `s` ms.
+
+    Calcium decays monotonically inside the interval, so H_p is on for the first `a_p` ms and
+    H_d for the first `a_d` ms (`time_above`); the interval splits into three pieces of
+    constant drive, each solved exactly, noise `sigma sqrt(tau (H_p + H_d)) eta / tau` as an
+    exact Ornstein-Uhlenbeck increment. GB2012 rho: top 1, no leak. Luboeinski & Tetzlaff
+    2021 early weight h (mV): top 10, leak 0.1 towards rest h0.
+    """
+    p_only = a_p > a_d
+    first, last = jnp.minimum(a_p, a_d), jnp.maximum(a_p, a_d)
+    pieces = (
+        (first, gamma_p, gamma_d, 2.0),
+        (last - first, jnp.where(p_only, gamma_p, 0.0), jnp.where(p_only, 0.0, gamma_d), 1.0),
+        (s - last, 0.0, 0.0, 0.0),
+    )
+    affine = Affine.identity(jnp.zeros_like(s + a_p))
+    for length, g_p, g_d, n_active in pieces:
+        rate = (g_p + g_d + leak) / tau
+        # x -> x e^{-rate L} + x_inf (1 - e^{-rate L}), x_inf = (g_p top + leak rest) / (g_p + g_d + leak),
+        # written without the division so that rate 0 is safe.
+        piece = Affine(
+            gain=jnp.exp(-rate * length),
+            shift=(g_p * top + leak * rest) / tau * _phi(rate, length),
+            variance=sigma**2 * n_active / tau * _phi(2 * rate, length),
+        )
+        affine = piece.after(affine)
+    return affine
 
 
 def _phi(rate: Array, length: Array) -> Array:

@@ -3,9 +3,8 @@
 Each step is exact in everything but the slow cubic drift: spikes act at their true
 offsets inside the step, calcium decays exactly between them, the time above each threshold
 in every sub-interval is found in closed form, and the threshold-driven part of rho is
-solved exactly with its noise as one exact Gaussian increment per step (`Affine`). The cubic
-drift takes two half Euler steps around it (Strang splitting; its time scale is tau ~ 10^5
-ms against a 0.1 ms step). Because spike offsets, thresholds and calcium enter smoothly,
+solved exactly, its noise as an exact Gaussian increment (`Affine`). The cubic drift is
+added by Strang splitting (its time scale is tau ~ 10^5 ms). Because spike offsets, thresholds and calcium enter smoothly,
 gradients with respect to theta_p, theta_d, tau_ca, C_pre, C_post and D exist.
 """
 
@@ -50,22 +49,30 @@ def solve_scan(
     *,
     key: Key | None = None,
     record_every: int | None = None,
-    chunk: int = 1000,
+    chunk: int = 100,
 ) -> ScanSolution:
     """Simulate one protocol (unbatched `spikes`) with steps of `spikes.unit` ms.
 
     `rho0`: initial efficacies of any shape; all share the protocol's calcium trace and get
-    independent noise. `key`: noise key (keyword-only); None switches noise off. Per-step
-    keys are `fold_in(key, step)`, so the result does not depend on `chunk`.
-    `record_every`: record c and rho every that many steps. The loop is a scan of
-    `jax.checkpoint`ed chunks of `chunk` steps (record_every when given), so reverse mode
-    stores one carry per chunk.
+    independent noise. `key`: noise key (keyword-only); None switches noise off.
+
+    The steps are grouped in chunks of `chunk` steps (`record_every` when given). Calcium,
+    threshold times and the exact affine map of the threshold drive are stepped one step at a
+    time and composed over the chunk (exact: the drive is linear in rho, see `Affine`); the
+    synapses then take the composed map with one Gaussian increment of the exact variance
+    (key `fold_in(key, chunk_index)`), between two half steps of the cubic drift (Strang
+    splitting at the chunk period, 10 ms by default against tau ~ 10^5 ms). So the cost per
+    step does not grow with the number of synapses. Each chunk is `jax.checkpoint`ed:
+    reverse mode stores one carry per chunk. `record_every`: record c and rho every that
+    many steps.
     """
     unit = spikes.unit
     if spikes.pre_tick.ndim != 1:
         raise ValueError(f"solve_scan: expected unbatched spikes (1-d trains); got shape {spikes.pre_tick.shape}; vmap over the batch")
     if record_every is not None and (int(record_every) != record_every or record_every < 1):
         raise ValueError(f"solve_scan: record_every must be a whole number of steps >= 1, got {record_every!r}")
+    if int(chunk) != chunk or chunk < 1:
+        raise ValueError(f"solve_scan: chunk must be a whole number of steps >= 1, got {chunk!r}")
     rho0 = jnp.asarray(rho0, dtype=jnp.result_type(float))
     check_finite("solve_scan", "rho0", rho0)
     calcium = rule.calcium
@@ -77,7 +84,7 @@ def solve_scan(
     unit_ = jnp.asarray(unit, rho0.dtype)
 
     def step(carry, k):
-        state, rho, ptr_pre, ptr_post, t_p, t_d = carry
+        state, ptr_pre, ptr_post, t_p, t_d, affine = carry
         offsets, hits, is_pre = [], [], []
         for _ in range(per_step):
             off, hit, ptr_pre = _pop(pre_tick, pre_offset, spikes.pre_mask, ptr_pre, k, n_pre, unit)
@@ -88,10 +95,11 @@ def solve_scan(
         offsets = jnp.stack(offsets)
         order = jnp.argsort(jax.lax.stop_gradient(offsets), stable=True)
         offsets, hits, is_pre = offsets[order], jnp.stack(hits)[order], jnp.array(is_pre)[order]
-        affine = Affine.identity(unit_)
+        # Steps past the protocol's end (batch padding) have zero length: nothing changes.
+        length = jnp.where(k < n_steps, unit_, 0.0)
         previous = jnp.zeros_like(unit_)
         for j in range(2 * per_step + 1):
-            end = offsets[j] if j < 2 * per_step else unit_
+            end = jnp.minimum(offsets[j], length) if j < 2 * per_step else length
             s = end - previous
             c0 = calcium.concentration(state)
             a_p, a_d = rule.times_above(c0, s)
@@ -102,37 +110,29 @@ def solve_scan(
                 state = _apply(hits[j] & is_pre[j], calcium.on_pre(state), state)
                 state = _apply(hits[j] & ~is_pre[j], calcium.on_post(state), state)
                 previous = end
-        normal = None if key is None else _normal(key, k, affine.variance, rho.shape, rho.dtype)
-        new_rho = rule.cubic(affine(rule.cubic(rho, unit_ / 2), normal), unit_ / 2)
-        new = (state, new_rho, ptr_pre, ptr_post, t_p, t_d)
-        active = k < n_steps
-        return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, carry)
+        return (state, ptr_pre, ptr_post, t_p, t_d, affine), None
 
     @jax.checkpoint
-    def run_chunk(carry, first):
-        carry, _ = jax.lax.scan(lambda c, k: (step(c, k), None), carry, first + jnp.arange(chunk))
-        state, rho = carry[0], carry[1]
-        return carry, (calcium.concentration(state), rho)
+    def run_chunk(carry, index):
+        state, rho, ptr_pre, ptr_post, t_p, t_d = carry
+        first = index * chunk
+        inner = (state, ptr_pre, ptr_post, t_p, t_d, Affine.identity(unit_))
+        (state, ptr_pre, ptr_post, t_p, t_d, affine), _ = jax.lax.scan(step, inner, first + jnp.arange(chunk))
+        elapsed = jnp.clip(n_steps - first, 0, chunk).astype(unit_.dtype) * unit_
+        normal = None if key is None else jax.random.normal(jax.random.fold_in(key, index), rho.shape, rho.dtype)
+        rho = rule.cubic(affine(rule.cubic(rho, elapsed / 2), normal), elapsed / 2)
+        return (state, rho, ptr_pre, ptr_post, t_p, t_d), (calcium.concentration(state), rho)
 
     n_chunks = -(-spikes.n_ticks // chunk)
     zero = jnp.zeros_like(unit_)
     init = (calcium.init(), rho0, jnp.array(0), jnp.array(0), zero, zero)
-    firsts = chunk * jnp.arange(n_chunks)
-    (state, rho, _, _, t_p, t_d), (c_trace, rho_trace) = jax.lax.scan(run_chunk, init, firsts)
+    indices = jnp.arange(n_chunks)
+    (state, rho, _, _, t_p, t_d), (c_trace, rho_trace) = jax.lax.scan(run_chunk, init, indices)
     if record_every is None:
         return ScanSolution(rho=rho, calcium=state, time_p=t_p, time_d=t_d, ts=None, c=None, rho_trace=None)
-    ts = (firsts + chunk).astype(rho0.dtype) * unit
+    ts = ((indices + 1) * chunk).astype(rho0.dtype) * unit
     return ScanSolution(rho=rho, calcium=state, time_p=t_p, time_d=t_d, ts=ts, c=c_trace, rho_trace=rho_trace)
 
 
 def _apply(flag: Array, new, old):
     return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
-
-
-def _normal(key: Key, k: Array, variance: Array, shape, dtype) -> Array:
-    """Standard normals for step k, drawn only when the step carries noise at all."""
-    return jax.lax.cond(
-        jnp.any(variance > 0),
-        lambda: jax.random.normal(jax.random.fold_in(key, k), shape, dtype),
-        lambda: jnp.zeros(shape, dtype),
-    )
