@@ -42,6 +42,61 @@ def _pop(tick: Array, offset: Array, mask: Array, ptr: Array, step: Array, size:
     return jnp.where(hit, offset[i], unit), hit, ptr + hit
 
 
+def arrival_spikes(spikes: Spikes, D: Array) -> Spikes:
+    """`spikes` (unbatched) with presynaptic times moved to their arrival at the synapse, `D` ms later."""
+    pre_tick, pre_offset = shift(spikes.pre_tick, spikes.pre_offset, D, spikes.unit)
+    return eqx.tree_at(lambda sp: (sp.pre_tick, sp.pre_offset), spikes, (pre_tick, pre_offset))
+
+
+def advance_calcium(rule: GraupnerBrunel2012, arrivals: Spikes, carry: tuple, steps: Array) -> tuple[tuple, Affine]:
+    """Step calcium exactly through the consecutive solver steps `steps` of one protocol.
+
+    `arrivals`: unbatched spikes with presynaptic arrival times (`arrival_spikes`). `carry`:
+    `(calcium state, next pre index, next post index, time above theta_p, time above theta_d)`
+    (times in ms, accumulated). Spikes act at their true offsets inside a step; steps past
+    the protocol's end have zero length. Returns the new carry and the composed exact
+    `Affine` map of rho's threshold drive over the steps (cubic drift left out).
+    """
+    unit = arrivals.unit
+    calcium = rule.calcium
+    n_steps = arrivals.end_tick + (arrivals.end_offset > 0)
+    per_step = arrivals.max_per_tick
+    n_pre, n_post = arrivals.pre_tick.shape[0], arrivals.post_tick.shape[0]
+    unit_ = jnp.asarray(unit, carry[3].dtype)
+
+    def step(carry, k):
+        state, ptr_pre, ptr_post, t_p, t_d, affine = carry
+        offsets, hits, is_pre = [], [], []
+        for _ in range(per_step):
+            off, hit, ptr_pre = _pop(arrivals.pre_tick, arrivals.pre_offset, arrivals.pre_mask, ptr_pre, k, n_pre, unit)
+            offsets.append(off), hits.append(hit), is_pre.append(True)
+        for _ in range(per_step):
+            off, hit, ptr_post = _pop(arrivals.post_tick, arrivals.post_offset, arrivals.post_mask, ptr_post, k, n_post, unit)
+            offsets.append(off), hits.append(hit), is_pre.append(False)
+        offsets = jnp.stack(offsets)
+        order = jnp.argsort(jax.lax.stop_gradient(offsets), stable=True)
+        offsets, hits, is_pre = offsets[order], jnp.stack(hits)[order], jnp.array(is_pre)[order]
+        # Steps past the protocol's end (batch padding) have zero length: nothing changes.
+        length = jnp.where(k < n_steps, unit_, 0.0)
+        previous = jnp.zeros_like(unit_)
+        for j in range(2 * per_step + 1):
+            end = jnp.minimum(offsets[j], length) if j < 2 * per_step else length
+            s = end - previous
+            c0 = calcium.concentration(state)
+            a_p, a_d = rule.times_above(c0, s)
+            t_p, t_d = t_p + a_p, t_d + a_d
+            affine = rule.drive(c0, s).after(affine)
+            state = calcium.decay(state, s)
+            if j < 2 * per_step:
+                state = _apply(hits[j] & is_pre[j], calcium.on_pre(state), state)
+                state = _apply(hits[j] & ~is_pre[j], calcium.on_post(state), state)
+                previous = end
+        return (state, ptr_pre, ptr_post, t_p, t_d, affine), None
+
+    (*carry, affine), _ = jax.lax.scan(step, (*carry, Affine.identity(unit_)), steps)
+    return tuple(carry), affine
+
+
 def solve_scan(
     rule: GraupnerBrunel2012,
     spikes: Spikes,
@@ -76,48 +131,18 @@ def solve_scan(
     rho0 = jnp.asarray(rho0, dtype=jnp.result_type(float))
     check_finite("solve_scan", "rho0", rho0)
     calcium = rule.calcium
-    pre_tick, pre_offset = shift(spikes.pre_tick, spikes.pre_offset, calcium.D, unit)
+    arrivals = arrival_spikes(spikes, calcium.D)
     n_steps = spikes.end_tick + (spikes.end_offset > 0)
-    per_step = spikes.max_per_tick
     chunk = int(record_every or chunk)
-    n_pre, n_post = pre_tick.shape[0], spikes.post_tick.shape[0]
     unit_ = jnp.asarray(unit, rho0.dtype)
-
-    def step(carry, k):
-        state, ptr_pre, ptr_post, t_p, t_d, affine = carry
-        offsets, hits, is_pre = [], [], []
-        for _ in range(per_step):
-            off, hit, ptr_pre = _pop(pre_tick, pre_offset, spikes.pre_mask, ptr_pre, k, n_pre, unit)
-            offsets.append(off), hits.append(hit), is_pre.append(True)
-        for _ in range(per_step):
-            off, hit, ptr_post = _pop(spikes.post_tick, spikes.post_offset, spikes.post_mask, ptr_post, k, n_post, unit)
-            offsets.append(off), hits.append(hit), is_pre.append(False)
-        offsets = jnp.stack(offsets)
-        order = jnp.argsort(jax.lax.stop_gradient(offsets), stable=True)
-        offsets, hits, is_pre = offsets[order], jnp.stack(hits)[order], jnp.array(is_pre)[order]
-        # Steps past the protocol's end (batch padding) have zero length: nothing changes.
-        length = jnp.where(k < n_steps, unit_, 0.0)
-        previous = jnp.zeros_like(unit_)
-        for j in range(2 * per_step + 1):
-            end = jnp.minimum(offsets[j], length) if j < 2 * per_step else length
-            s = end - previous
-            c0 = calcium.concentration(state)
-            a_p, a_d = rule.times_above(c0, s)
-            t_p, t_d = t_p + a_p, t_d + a_d
-            affine = rule.drive(c0, s).after(affine)
-            state = calcium.decay(state, s)
-            if j < 2 * per_step:
-                state = _apply(hits[j] & is_pre[j], calcium.on_pre(state), state)
-                state = _apply(hits[j] & ~is_pre[j], calcium.on_post(state), state)
-                previous = end
-        return (state, ptr_pre, ptr_post, t_p, t_d, affine), None
 
     @jax.checkpoint
     def run_chunk(carry, index):
         state, rho, ptr_pre, ptr_post, t_p, t_d = carry
         first = index * chunk
-        inner = (state, ptr_pre, ptr_post, t_p, t_d, Affine.identity(unit_))
-        (state, ptr_pre, ptr_post, t_p, t_d, affine), _ = jax.lax.scan(step, inner, first + jnp.arange(chunk))
+        (state, ptr_pre, ptr_post, t_p, t_d), affine = advance_calcium(
+            rule, arrivals, (state, ptr_pre, ptr_post, t_p, t_d), first + jnp.arange(chunk)
+        )
         elapsed = jnp.clip(n_steps - first, 0, chunk).astype(unit_.dtype) * unit_
         normal = None if key is None else jax.random.normal(jax.random.fold_in(key, index), rho.shape, rho.dtype)
         rho = rule.cubic(affine(rule.cubic(rho, elapsed / 2), normal), elapsed / 2)
