@@ -23,7 +23,8 @@ class ScanSolution(eqx.Module):
 
     `rho`: final efficacies (shape of `rho0`); `calcium`: final calcium state; `time_p`,
     `time_d`: total time (ms) calcium spent above theta_p and theta_d; `ts` (ms), `c`, `rho_trace`:
-    values at the end of every `record_every`-th step, or None when no trace was asked for.
+    values at the end of every `record_every`-th step and at the protocol's end (left limits:
+    a spike exactly at a record time shows in the next record), or None when not asked for.
     """
 
     rho: Array
@@ -155,7 +156,7 @@ def solve_scan(
     (state, rho, _, _, t_p, t_d), (c_trace, rho_trace) = jax.lax.scan(run_chunk, init, indices)
     if record_every is None:
         return ScanSolution(rho=rho, calcium=state, time_p=t_p, time_d=t_d, ts=None, c=None, rho_trace=None)
-    ts = ((indices + 1) * chunk).astype(rho0.dtype) * unit
+    ts = jnp.minimum((indices + 1) * chunk, n_steps).astype(rho0.dtype) * unit
     return ScanSolution(rho=rho, calcium=state, time_p=t_p, time_d=t_d, ts=ts, c=c_trace, rho_trace=rho_trace)
 
 
