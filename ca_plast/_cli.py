@@ -113,18 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as error:
             if error.name != module:
                 raise
-            sub.add_argument("rest", nargs=argparse.REMAINDER)
             sub.set_defaults(unavailable=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
-        if args.command == "stdp":
-            return _run_stdp(args)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
         if getattr(args, "unavailable", False):
             raise UsageError(f"ca-plast {args.command}: not available yet in this version")
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "stdp":
+            return _run_stdp(args)
         return importlib.import_module(_DELEGATED[args.command]).run(args)
     except UsageError as error:
         print(error, file=sys.stderr)

@@ -1,0 +1,66 @@
+"""`ca-plast stdp`: the DESIGN.md section 8 contract, errors without tracebacks."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ca_plast as cp
+from ca_plast._cli import main, parse_range
+
+
+def test_stdp_closed_form_writes_curve_and_plot(tmp_path):
+    csv, png = tmp_path / "out.csv", tmp_path / "out.png"
+    assert main(["stdp", "--preset", "DP", "--method", "closed-form", "--csv", str(csv), "--plot", str(png)]) == 0
+    lines = csv.read_text().splitlines()
+    assert lines[0] == "dt_ms,ratio,sem"
+    rows = np.array([[float(x) for x in line.split(",")] for line in lines[1:]])
+    assert rows.shape == (21, 3)
+    np.testing.assert_allclose(rows[:, 0], np.arange(-100, 101, 10))
+    assert np.all(rows[:, 2] == 0)
+    expected = cp.stdp_ratios(cp.gb2012_preset("DP"), [cp.pairs(dt, 60, 1.0) for dt in rows[:, 0]])[0]
+    np.testing.assert_allclose(rows[:, 1], expected, atol=1e-6)
+    assert rows[rows[:, 0] == 10, 1] == pytest.approx(1.221, abs=0.003)
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_stdp_scan_prints_csv(capsys):
+    assert main(["stdp", "--preset", "DP", "--method", "scan", "--dt-range", "10:10:1", "--pairs", "3",
+                 "--freq", "5", "--trials", "20", "--step-ms", "0.5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "dt_ms,ratio,sem" and len(out) == 2
+    assert float(out[1].split(",")[2]) >= 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["stdp", "--preset", "NOPE"], "unknown preset 'NOPE'"),
+        (["stdp", "--preset", "DP", "--dt-range", "1:2"], "--dt-range must be START:STOP:STEP"),
+        (["stdp", "--preset", "DP", "--dt-range", "10:-10:5"], "STOP >= START"),
+        (["stdp", "--preset", "DP", "--method", "euler"], "unknown --method 'euler'"),
+        (["stdp", "--preset", "DP", "--freq", "0"], "--freq and --step-ms must be > 0"),
+        (["stdp", "--preset", "DP", "--pairs", "0"], "--pairs and --trials must be >= 1"),
+        (["stdp", "--preset", "DP", "--hardware", "loihi"], "unknown --hardware 'loihi'"),
+        (["stdp"], "required: --preset"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2_with_message(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_entry_point_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "ca_plast._cli", "stdp", "--preset", "DP", "--dt-range", "x"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "--dt-range must be START:STOP:STEP" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_parse_range_includes_stop():
+    np.testing.assert_allclose(parse_range("-100:100:10"), np.arange(-100, 101, 10))
+    np.testing.assert_allclose(parse_range("0:1:0.25"), [0, 0.25, 0.5, 0.75, 1.0])
