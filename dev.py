@@ -28,8 +28,11 @@ def ensure_venv() -> None:
         print(f"creating virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("installing ca_plast and its dependencies (first run only)", flush=True)
-    subprocess.run([BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
-    subprocess.run([BIN / "python", "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]"], check=True)
+    for args in (["--upgrade", "pip"], ["-e", f"{ROOT}[test]"]):
+        done = subprocess.run([BIN / "python", "-m", "pip", "install", "--quiet", *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.stderr.write(done.stdout + done.stderr)
+            raise SystemExit(f"pip install {' '.join(args)} failed (exit {done.returncode})")
     STAMP.touch()
 
 
