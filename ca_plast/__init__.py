@@ -18,6 +18,13 @@ from ._early_phase import (
     GraupnerBrunel2012 as GraupnerBrunel2012,
     threshold_drive as threshold_drive,
 )
+from ._grid import (
+    closed_form_grid as closed_form_grid,
+    device_mesh as device_mesh,
+    map_sharded as map_sharded,
+    shard_batch as shard_batch,
+    stack as stack,
+)
 from ._plotting import plot_stdp as plot_stdp, plot_traces as plot_traces
 from ._presets import (
     GB2012_PRESETS as GB2012_PRESETS,
