@@ -1,5 +1,11 @@
 """ca_plast: differentiable calcium-based synaptic plasticity in JAX."""
 
+from ._bss2 import (
+    BSS2 as BSS2,
+    hardware_populations as hardware_populations,
+    hardware_ratios as hardware_ratios,
+    solve_hardware as solve_hardware,
+)
 from ._calcium import (
     AbstractCalcium as AbstractCalcium,
     CoincidenceCalcium as CoincidenceCalcium,
@@ -18,6 +24,8 @@ from ._early_phase import (
     GraupnerBrunel2012 as GraupnerBrunel2012,
     threshold_drive as threshold_drive,
 )
+from ._events import EventSolution as EventSolution, solve_events as solve_events
+from ._fixed_point import FixedPoint as FixedPoint
 from ._grid import (
     closed_form_grid as closed_form_grid,
     device_mesh as device_mesh,
@@ -42,9 +50,11 @@ from ._protocols import (
     trains as trains,
     triplet as triplet,
 )
+from ._rounding import stochastic_round as stochastic_round, straight_through as straight_through
 from ._scan import ScanSolution as ScanSolution, solve_scan as solve_scan
 from ._stdp import (
     METHODS as METHODS,
+    events_ratio as events_ratio,
     population_ratio as population_ratio,
     scan_ratio as scan_ratio,
     stdp_ratios as stdp_ratios,

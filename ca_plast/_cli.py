@@ -41,7 +41,7 @@ def _stdp_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dt-range", default="-100:100:10", help="START:STOP:STEP of t_post - t_pre in ms")
     parser.add_argument("--pairs", type=int, default=60, help="number of pairs (default 60)")
     parser.add_argument("--freq", type=float, default=1.0, help="pairing frequency in Hz (default 1)")
-    parser.add_argument("--method", default="closed-form", help="closed-form, scan or events")
+    parser.add_argument("--method", help="closed-form, scan or events (default: closed-form; scan with --hardware bss2)")
     parser.add_argument("--trials", type=int, default=1000, help="synapses per state (DOWN and UP) for simulations")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--step-ms", type=float, default=0.1, help="solver step in ms (scan)")
@@ -54,17 +54,20 @@ def _run_stdp(args) -> int:
     import jax
 
     from . import _presets, _stdp
+    from ._bss2 import BSS2
     from ._plotting import plot_stdp
     from ._protocols import pairs
 
     if args.preset not in _presets.GB2012_PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; valid presets: {', '.join(_presets.GB2012_PRESETS)}")
-    if args.method not in _stdp.METHODS:
-        raise UsageError(f"unknown --method {args.method!r}; valid: {', '.join(_stdp.METHODS)}")
+    method = args.method or ("scan" if args.hardware == "bss2" else "closed-form")
+    if method not in _stdp.METHODS:
+        raise UsageError(f"unknown --method {method!r}; valid: {', '.join(_stdp.METHODS)}")
     if args.hardware not in ("none", "bss2"):
         raise UsageError(f"unknown --hardware {args.hardware!r}; valid: none, bss2")
-    if args.hardware != "none":
-        raise UsageError("--hardware bss2 is not available yet: the hardware layer has not landed")
+    if args.hardware == "bss2" and method != "scan":
+        raise UsageError(f"--hardware bss2 emulates a time-stepped simulation: use --method scan, not {method!r}")
+    hardware = BSS2() if args.hardware == "bss2" else None
     if args.pairs < 1 or args.trials < 1:
         raise UsageError(f"--pairs and --trials must be >= 1, got {args.pairs} and {args.trials}")
     if not (np.isfinite(args.freq) and args.freq > 0) or not (np.isfinite(args.step_ms) and args.step_ms > 0):
@@ -76,15 +79,20 @@ def _run_stdp(args) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     ratio, sem = _stdp.stdp_ratios(
-        rule, protocols, method=args.method, n_synapses=args.trials, key=jax.random.key(args.seed), step=args.step_ms
+        rule, protocols, method=method, n_synapses=args.trials, key=jax.random.key(args.seed), step=args.step_ms,
+        hardware=hardware,
     )
+    if hardware is not None:
+        chip_s = hardware.hardware_time(sum(p.duration for p in protocols)) / 1000
+        print(f"bss2: {hardware.state.total_bits}-bit {hardware.rounding} rounding, update every {hardware.period:g} ms; "
+              f"{chip_s:.3g} s of chip time for these protocols ({hardware.speedup:g}x biological)", file=sys.stderr)
     lines = ["dt_ms,ratio,sem"] + [f"{dt:g},{r:.6f},{e:.6f}" for dt, r, e in zip(dts, ratio, sem)]
     if args.csv:
         _write_atomic(args.csv, "\n".join(lines) + "\n")
     else:
         print("\n".join(lines))
     if args.plot:
-        title = f"{args.preset}: {args.pairs} pairs at {args.freq:g} Hz ({args.method})"
+        title = f"{args.preset}: {args.pairs} pairs at {args.freq:g} Hz ({method}{', bss2' if hardware else ''})"
         plot_stdp(dts, ratio, sem, title=title).savefig(args.plot, dpi=120)
     return 0
 

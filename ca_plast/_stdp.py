@@ -10,6 +10,7 @@ import numpy as np
 from ._closed_form import closed_form_ratio
 from ._custom_types import Array, Key
 from ._early_phase import GraupnerBrunel2012
+from ._events import solve_events
 from ._protocols import Protocol
 from ._scan import solve_scan
 from ._spikes import Spikes, to_spikes
@@ -43,6 +44,17 @@ def scan_ratio(rule: GraupnerBrunel2012, spikes: Spikes, n_synapses: int, *, key
     return population_ratio(rule, rho[:n_synapses], rho[n_synapses:])
 
 
+def events_ratio(rule: GraupnerBrunel2012, spikes: Spikes, n_synapses: int, *, key: Key) -> tuple[Array, Array]:
+    """As `scan_ratio`, with the event-driven solver (`solve_events`)."""
+    rho = solve_events(rule, spikes, _initial_population(n_synapses, spikes.pre_offset.dtype), key=key).rho
+    return population_ratio(rule, rho[:n_synapses], rho[n_synapses:])
+
+
+@eqx.filter_jit
+def _batched_events(rule, spikes, keys, n_synapses):
+    return jax.vmap(lambda s, k: events_ratio(rule, s, n_synapses, key=k))(spikes, keys)
+
+
 @eqx.filter_jit
 def _batched_closed_form(rule, spikes):
     return jax.vmap(closed_form_ratio, in_axes=(None, 0))(rule, spikes)
@@ -63,16 +75,23 @@ def stdp_ratios(
     n_synapses: int = 1000,
     key: Key | None = None,
     step: float = 0.1,
+    hardware=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Change ratio (after / before) and its standard error for each protocol.
 
     `method`: "closed-form" (GB2012 analytic, sem 0), "scan" (time-stepped simulation with
-    steps of `step` ms) or "events" (event-driven simulation). Simulations use `n_synapses`
-    synapses starting DOWN and as many starting UP, noise from `key` (keyword-only,
-    required), protocol i with `fold_in(key, i)`.
+    steps of `step` ms) or "events" (event-driven simulation, `solve_events`; there `step`
+    only sets the tick of the spike arrays). Simulations use `n_synapses` synapses starting
+    DOWN and as many starting UP, noise from `key` (keyword-only, required), protocol i with
+    `fold_in(key, i)`.
+    `hardware`: None, or a `BSS2` configuration to run the simulation on emulated
+    BrainScaleS-2 hardware (`hardware_ratios`; method "scan", update period a multiple of
+    `step`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    if hardware is not None and method != "scan":
+        raise ValueError(f"hardware emulation is a time-stepped simulation: use method 'scan', not {method!r}")
     spikes = to_spikes(list(protocols), unit=step)
     if method == "closed-form":
         ratio = _batched_closed_form(rule, spikes)
@@ -81,8 +100,13 @@ def stdp_ratios(
         raise ValueError(f"n_synapses must be a whole number >= 1, got {n_synapses!r}")
     if key is None:
         raise ValueError(f"method {method!r} simulates noise and needs a key, e.g. key=jax.random.key(0)")
+    if hardware is not None:
+        from ._bss2 import hardware_ratios  # _bss2 imports this module
+
+        return hardware_ratios(rule, protocols, hardware, n_synapses=int(n_synapses), key=key, step=step)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(protocols)))
     if method == "scan":
         ratio, sem = _batched_scan(rule, spikes, keys, int(n_synapses))
         return np.asarray(ratio), np.asarray(sem)
-    raise ValueError("method 'events' is not available yet: the event-driven solver has not landed; use 'closed-form' or 'scan'")
+    ratio, sem = _batched_events(rule, spikes, keys, int(n_synapses))
+    return np.asarray(ratio), np.asarray(sem)

@@ -1,0 +1,413 @@
+"""BrainScaleS-2 emulation: analog calcium, plasticity solved periodically in fixed point.
+
+On BSS-2 (DESIGN.md section 3; Luboeinski, Billaudelle et al. 2024, arXiv:2412.02515) the
+calcium trace is an analog circuit that runs continuously, 1000x faster than biology, while
+the plasticity ODE is solved by the plasticity processing unit (PPU) under a timer: every
+update period it reads the analog state through the column ADC (CADC), computes the update
+at higher precision, and writes the state back in an 8- or 16-bit fractional saturating
+format with rounding; synaptic weights are 6-bit.
+
+The emulation here (`solve_hardware`) does exactly that for every update period:
+
+1. analog: calcium is stepped exactly (the time-stepped solver's own machinery,
+   `advance_calcium`), giving the time it spent above theta_p and theta_d during the
+   period and its value at the period's end; per-synapse mismatch of tau_ca and of the jump
+   amplitudes is drawn once per chip;
+2. readout (`threshold_time`): "integrate" -- a comparator per threshold drives an analog
+   integrator, and the PPU reads the two integrals (time above threshold as a fraction of
+   the period) through the CADC; "sample" -- the PPU reads calcium itself through the CADC
+   at the update and assumes what it sees held for the whole period. Each read has
+   `cadc_bits` bits and optional Gaussian temporal noise (`read_noise`, in LSB);
+3. PPU: one explicit step of the rule's ODE over the period with the read times
+   (`gamma_p (1 - rho) T_p - gamma_d rho T_d` plus the cubic drift, and the rule's noise
+   `sigma sqrt((T_p + T_d) / tau) N(0, 1)`), rounded into the state format
+   (`FixedPoint.accumulate`). `state=None` instead applies the exact float update of the
+   period: the float model, with the same random numbers, as the reference.
+
+Random numbers: the rule's noise uses `jax.random.normal(fold_in(key, period_index))`
+(as `solve_scan` does per chunk); rounding uses one cheap counter-based U[0, 1) number per
+synapse and period (`counter_uniform`, the stand-in for the PPU's per-column LFSRs) seeded
+from `fold_in(key, 2^32 - 1)`. Configurations run together in one call share the analog
+substrate and all random numbers (common random numbers), so differences between them are
+measured with far less Monte Carlo noise than independent runs would give.
+"""
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._calcium import AbstractCalcium
+from ._custom_types import Array, Key
+from ._early_phase import GraupnerBrunel2012
+from ._fixed_point import FixedPoint
+from ._protocols import Protocol
+from ._rounding import (
+    RANDOM_ROUNDINGS,
+    SOURCE_BITS,
+    check_random_bits,
+    check_rounding,
+    counter_uniform,
+    straight_through,
+)
+from ._scan import ScanSolution, advance_calcium, arrival_spikes
+from ._spikes import Spikes, to_spikes
+from ._stdp import population_ratio
+from ._validation import check_finite
+
+THRESHOLD_TIMES = ("integrate", "sample")
+_ROUNDING_STREAM = 2**32 - 1
+_READ_STREAM = 2**32 - 2
+
+
+def _static(default):
+    return eqx.field(static=True, default=default)
+
+
+class BSS2(eqx.Module):
+    """A BrainScaleS-2 configuration for `solve_hardware` (all fields static).
+
+    - `state`: fixed-point format of the plasticity state on the PPU vector unit (8-bit
+      `FixedPoint(8, 7)`: step 1/128; 16-bit `FixedPoint(16, 15)`), or None for float
+      arithmetic with the exact update (the float reference);
+    - `rounding`: "nearest", "floor", "stochastic" or "hardware" (add `random_bits` random
+      low bits from an 8-bit source, then truncate);
+    - `period`: PPU update period in ms of biological time, a multiple of the solver step;
+    - `threshold_time`: how the PPU learns the time calcium spent above each threshold
+      during a period: "integrate" (analog integrators read through the CADC) or
+      "sample" (calcium read through the CADC at the update, held for the period);
+    - `cadc_bits`, `cadc_range`: resolution of the column ADC and, for "sample", the
+      calcium value at full scale (units of calcium; times are read with the period at
+      full scale); `read_noise`: Gaussian temporal noise of each read, in LSB;
+    - `mismatch_tau_ca`, `mismatch_amplitude`: per-synapse fixed-pattern spread of tau_ca
+      and of every calcium jump amplitude (fields `C_*`), log-normal with this standard
+      deviation of the logarithm (about the relative spread), drawn once from
+      `jax.random.key(chip)`: the same chip has the same mismatch in every run;
+    - `weight`: synaptic weight format (6-bit, 0..63), see `write_back`;
+    - `speedup`: acceleration of the chip over biological time (1000).
+
+    The default is the 8-bit configuration of the precision-period study
+    (benchmarks/precision_map.py): integrated threshold times, 10 ms update period,
+    stochastic rounding, within 0.05 of the float STDP curve of preset DP.
+    """
+
+    state: FixedPoint | None = FixedPoint(8, 7)
+    rounding: str = _static("stochastic")
+    random_bits: int = _static(SOURCE_BITS)
+    period: float = _static(10.0)
+    threshold_time: str = _static("integrate")
+    cadc_bits: int = _static(8)
+    cadc_range: float = _static(4.0)
+    read_noise: float = _static(0.0)
+    mismatch_tau_ca: float = _static(0.0)
+    mismatch_amplitude: float = _static(0.0)
+    chip: int = _static(0)
+    weight: FixedPoint = FixedPoint(6, 0, signed=False)
+    speedup: float = _static(1000.0)
+
+    def __check_init__(self):
+        if self.state is not None and not isinstance(self.state, FixedPoint):
+            raise ValueError(f"BSS2: state must be a FixedPoint format or None (float), got {self.state!r}")
+        check_rounding("BSS2", self.rounding)
+        check_random_bits("BSS2", self.random_bits)
+        _check_number("period", self.period, " ms", positive=True)
+        if self.threshold_time not in THRESHOLD_TIMES:
+            raise ValueError(f"BSS2: threshold_time must be one of {', '.join(THRESHOLD_TIMES)}, got {self.threshold_time!r}")
+        if not (isinstance(self.cadc_bits, int) and 1 <= self.cadc_bits <= 16):
+            raise ValueError(f"BSS2: cadc_bits must be a whole number in 1..16, got {self.cadc_bits!r}")
+        _check_number("cadc_range", self.cadc_range, "", positive=True)
+        for name in ("read_noise", "mismatch_tau_ca", "mismatch_amplitude"):
+            _check_number(name, getattr(self, name), "", positive=False)
+        if not isinstance(self.chip, int):
+            raise ValueError(f"BSS2: chip (the mismatch seed) must be a whole number, got {self.chip!r}")
+        if not isinstance(self.weight, FixedPoint):
+            raise ValueError(f"BSS2: weight must be a FixedPoint format, got {self.weight!r}")
+        _check_number("speedup", self.speedup, "", positive=True)
+
+    @property
+    def mismatched(self) -> bool:
+        return self.mismatch_tau_ca > 0 or self.mismatch_amplitude > 0
+
+    def steps_per_period(self, step: float) -> int:
+        """Solver steps of `step` ms per update period; ValueError unless the period is a multiple."""
+        if not (np.isfinite(step) and step > 0):
+            raise ValueError(f"BSS2: the solver step must be > 0 ms, got {step!r}")
+        m = round(self.period / step)
+        if m < 1 or not math.isclose(m * step, self.period, rel_tol=1e-9, abs_tol=0.0):
+            raise ValueError(
+                f"BSS2: update period {self.period} ms is not a whole multiple of the solver step {step} ms; "
+                f"choose a period of k * {step} ms"
+            )
+        return m
+
+    def hardware_time(self, biological_ms) -> float | Array:
+        """Wall-clock time (ms) the chip needs for `biological_ms` of emulated biological time."""
+        return biological_ms / self.speedup
+
+    def draw_mismatch(self, calcium: AbstractCalcium, shape: tuple[int, ...], *, key: Key) -> AbstractCalcium:
+        """Per-synapse copy of `calcium` (every array field of `shape`) with this chip's mismatch."""
+        amplitudes = [f.name for f in dataclasses.fields(calcium) if f.name.startswith("C_")]
+        key_tau, key_amp = jax.random.split(key)
+
+        def spread(value, sigma, k):
+            value = jnp.asarray(value)
+            return value * jnp.exp(sigma * jax.random.normal(k, shape, value.dtype))
+
+        tau_ca = spread(calcium.tau_ca, self.mismatch_tau_ca, key_tau)
+        jumps = [spread(getattr(calcium, n), self.mismatch_amplitude, jax.random.fold_in(key_amp, i))
+                 for i, n in enumerate(amplitudes)]
+        calcium = eqx.tree_at(lambda c: (c.tau_ca, *(getattr(c, n) for n in amplitudes)), calcium, (tau_ca, *jumps))
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, shape), calcium)
+
+    def write_back(self, rule: GraupnerBrunel2012, rho: Array) -> Array:
+        """6-bit weight codes the PPU writes for efficacies `rho`: `w = w0 + rho (w1 - w0)`, w1 at full scale.
+
+        With `b = w1 / w0` (GB2012), code = nearest(max_code (1 + (b - 1) rho) / b), kept in
+        the weight format's range (0..63).
+        """
+        full = self.weight.max_code * self.weight.step
+        return self.weight.codes(full * (1 + (rule.b - 1) * rho) / rule.b)
+
+    def read_times(self, rule: GraupnerBrunel2012, a_p: Array, a_d: Array, c: Array, elapsed: Array,
+                   noise: tuple[Array, Array] | None) -> tuple[Array, Array]:
+        """Time above theta_p and theta_d as the PPU learns it over a period of `elapsed` ms.
+
+        `a_p`, `a_d`: exact analog times (ms); `c`: calcium at the update; `noise`: standard
+        normal numbers for the two reads (None: noise-free). Straight-through gradients
+        through the CADC quantisation.
+        """
+        levels = 2**self.cadc_bits - 1
+
+        def cadc(value, full_scale, normal):
+            x = value / full_scale * levels
+            noisy = x if normal is None else x + self.read_noise * normal
+            return straight_through(noisy, jnp.clip(jnp.round(noisy), 0, levels)) / levels * full_scale
+
+        normals = (None, None) if noise is None else noise
+        if self.threshold_time == "integrate":
+            span = jnp.where(elapsed > 0, elapsed, 1.0)
+            return cadc(a_p, span, normals[0]), cadc(a_d, span, normals[1])
+        c_p = cadc(c, self.cadc_range, normals[0])
+        c_d = c_p if noise is None else cadc(c, self.cadc_range, normals[1])
+        return jnp.where(c_p >= rule.theta_p, elapsed, 0.0), jnp.where(c_d >= rule.theta_d, elapsed, 0.0)
+
+
+def _check_number(name: str, value, unit: str, *, positive: bool) -> None:
+    ok = isinstance(value, (int, float)) and np.isfinite(value) and (value > 0 if positive else value >= 0)
+    if not ok:
+        raise ValueError(f"BSS2: {name} must be a finite number {'> 0' if positive else '>= 0'}{unit}, got {value!r}")
+
+
+def ppu_increment(rule: GraupnerBrunel2012, rho: Array, T_p: Array, T_d: Array, elapsed: Array, normal: Array) -> Array:
+    """One explicit PPU step of the GB2012 ODE over `elapsed` ms, given the times above threshold.
+
+    `(gamma_p (1 - rho) T_p - gamma_d rho T_d - rho (1 - rho)(rho_star - rho) elapsed) / tau
+    + sigma sqrt((T_p + T_d) / tau) normal`: the drive integrated with the measured times,
+    the noise with its exact variance over the period.
+    """
+    if not isinstance(rule, GraupnerBrunel2012):
+        raise TypeError(f"solve_hardware: no PPU update is defined for {type(rule).__name__}; supported: GraupnerBrunel2012")
+    drift = rule.gamma_p * (1 - rho) * T_p - rule.gamma_d * rho * T_d - rho * (1 - rho) * (rule.rho_star - rho) * elapsed
+    active = T_p + T_d
+    spread = jnp.where(active > 0, jnp.sqrt(jnp.where(active > 0, active, 1.0) / rule.tau), 0.0)
+    return drift / rule.tau + rule.sigma * spread * normal
+
+
+def _as_configs(hardware) -> tuple[BSS2, ...]:
+    configs = (hardware,) if isinstance(hardware, BSS2) else tuple(hardware)
+    if not configs or not all(isinstance(c, BSS2) for c in configs):
+        raise ValueError(f"hardware must be a BSS2 configuration or a non-empty sequence of them, got {hardware!r}")
+    shared = ("period", "mismatch_tau_ca", "mismatch_amplitude", "chip")
+    for name in shared:
+        values = {getattr(c, name) for c in configs}
+        if len(values) > 1:
+            raise ValueError(f"configurations run together share one analog substrate: {name} differs ({sorted(values)})")
+    return configs
+
+
+def solve_hardware(
+    rule: GraupnerBrunel2012,
+    spikes: Spikes,
+    rho0: Array,
+    *,
+    hardware: BSS2 | Sequence[BSS2],
+    key: Key,
+    record_every: int | None = None,
+    chunk: int = 100,
+) -> ScanSolution | tuple[ScanSolution, ...]:
+    """Simulate one protocol (unbatched `spikes`) on emulated BSS-2 hardware.
+
+    `rho0`: initial efficacies (any shape; rounded to nearest into the state format);
+    `hardware`: a `BSS2` configuration, or a sequence of them run together on the same
+    analog substrate and random numbers (they must share period and mismatch), giving a
+    tuple of solutions; `key`: keyword-only, drives the rule's noise and the rounding.
+    The update period must be a multiple of the solver step `spikes.unit`.
+
+    Returns `ScanSolution`s as `solve_scan` does: final `rho` (values on the format's
+    grid), final calcium, exact analog times above threshold, and with `record_every`
+    (in update periods) calcium and rho at the end of every that many periods. Periods are
+    grouped in `jax.checkpoint`ed chunks of `chunk` periods (`record_every` when given).
+    """
+    configs = _as_configs(hardware)
+    if spikes.pre_tick.ndim != 1:
+        raise ValueError(f"solve_hardware: expected unbatched spikes (1-d trains); got shape {spikes.pre_tick.shape}")
+    for name, value in (("record_every", record_every), ("chunk", chunk)):
+        if value is not None and (int(value) != value or value < 1):
+            raise ValueError(f"solve_hardware: {name} must be a whole number of periods >= 1, got {value!r}")
+    m = configs[0].steps_per_period(spikes.unit)
+    rho0 = jnp.asarray(rho0, dtype=jnp.result_type(float))
+    check_finite("solve_hardware", "rho0", rho0)
+    shape = rho0.shape
+    rho_flat = rho0.reshape(-1)
+    dtype = rho0.dtype
+
+    calcium = rule.calcium
+    arrivals = arrival_spikes(spikes, calcium.D)
+    if configs[0].mismatched:
+        local = configs[0].draw_mismatch(calcium, rho_flat.shape, key=jax.random.key(configs[0].chip))
+
+        def advance(carry, steps):
+            def one(cal, carry):
+                return advance_calcium(eqx.tree_at(lambda r: r.calcium, rule, cal), arrivals, carry, steps)
+
+            return jax.vmap(one)(local, carry)
+
+        ptr = jnp.zeros(rho_flat.shape, jnp.int32)
+        analog0 = (local.init(), ptr, ptr)
+        concentration = local.concentration
+    else:
+
+        def advance(carry, steps):
+            return advance_calcium(rule, arrivals, carry, steps)
+
+        analog0 = (calcium.init(), jnp.array(0), jnp.array(0))
+        concentration = calcium.concentration
+
+    n_steps = spikes.end_tick + (spikes.end_offset > 0)
+    n_periods = -(-spikes.n_ticks // m)
+    chunk = int(record_every or chunk)
+    n_chunks = -(-n_periods // chunk)
+    unit_ = jnp.asarray(spikes.unit, dtype)
+    random_rounding = any(c.state is not None and c.rounding in RANDOM_ROUNDINGS for c in configs)
+    read_noise = any(c.read_noise > 0 for c in configs)
+    round_seeds = jax.random.bits(jax.random.fold_in(key, _ROUNDING_STREAM), (2, *rho_flat.shape), jnp.uint32)
+    read_key = jax.random.fold_in(key, _READ_STREAM)
+
+    def period_update(carry, k):
+        analog, totals, rhos = carry
+        first = k * m
+        zero = jnp.zeros_like(totals[0])
+        (state, ptr_pre, ptr_post, a_p, a_d), affine = advance((*analog, zero, zero), first + jnp.arange(m))
+        elapsed = jnp.clip(n_steps - first, 0, m).astype(dtype) * unit_
+        c = concentration(state)
+        active = jnp.any(a_p + a_d > 0)
+        normal = jax.lax.cond(
+            active,
+            lambda: jax.random.normal(jax.random.fold_in(key, k), rho_flat.shape, dtype),
+            lambda: jnp.zeros(rho_flat.shape, dtype),
+        )
+        uniform = counter_uniform(round_seeds, k, dtype) if random_rounding else None
+        noise = None
+        if read_noise:
+            draws = jax.random.normal(jax.random.fold_in(read_key, k), (2, *rho_flat.shape), dtype)
+            noise = (draws[0], draws[1])
+        new = []
+        for config, rho in zip(configs, rhos):
+            if config.state is None:
+                new.append(rule.cubic(affine(rule.cubic(rho, elapsed / 2), normal), elapsed / 2))
+                continue
+            T_p, T_d = config.read_times(rule, a_p, a_d, c, elapsed, noise if config.read_noise > 0 else None)
+            delta = ppu_increment(rule, rho, T_p, T_d, elapsed, normal)
+            new.append(config.state.accumulate(rho, delta, config.rounding, uniform=uniform,
+                                               random_bits=config.random_bits))
+        totals = (totals[0] + a_p, totals[1] + a_d)
+        return ((state, ptr_pre, ptr_post), totals, tuple(new)), None
+
+    @jax.checkpoint
+    def run_chunk(carry, index):
+        carry, _ = jax.lax.scan(period_update, carry, index * chunk + jnp.arange(chunk))
+        return carry, (concentration(carry[0][0]), carry[2])
+
+    zero = jnp.zeros(rho_flat.shape if configs[0].mismatched else (), dtype)
+    rhos0 = tuple(rho_flat if c.state is None else c.state.quantise(rho_flat) for c in configs)
+    init = (analog0, (zero, zero), rhos0)
+    indices = jnp.arange(n_chunks)
+    ((state, _, _), (t_p, t_d), rhos), (c_trace, rho_traces) = jax.lax.scan(run_chunk, init, indices)
+    ts = None if record_every is None else jnp.minimum((indices + 1) * chunk * m, n_steps).astype(dtype) * spikes.unit
+    solutions = tuple(
+        ScanSolution(
+            rho=rho.reshape(shape),
+            calcium=state,
+            time_p=t_p,
+            time_d=t_d,
+            ts=ts,
+            c=None if record_every is None else c_trace,
+            rho_trace=None if record_every is None else trace.reshape(n_chunks, *shape),
+        )
+        for rho, trace in zip(rhos, rho_traces)
+    )
+    return solutions[0] if isinstance(hardware, BSS2) else solutions
+
+
+@eqx.filter_jit
+def _batched_populations(rule, configs, spikes, keys, n_synapses):
+    def one(args):
+        sp, k = args
+        dtype = sp.pre_offset.dtype
+        rho0 = jnp.concatenate([jnp.zeros(n_synapses, dtype), jnp.ones(n_synapses, dtype)])
+        return jnp.stack([s.rho for s in solve_hardware(rule, sp, rho0, hardware=configs, key=k)])
+
+    # lax.map, not vmap: the per-period `cond` skips the noise draws while calcium is below
+    # both thresholds; under vmap it would become a select and draw them every period.
+    return jax.lax.map(one, (spikes, keys))
+
+
+def hardware_populations(
+    rule: GraupnerBrunel2012,
+    protocols: Sequence[Protocol],
+    hardware: BSS2 | Sequence[BSS2],
+    *,
+    n_synapses: int = 1000,
+    key: Key,
+    step: float = 0.1,
+) -> np.ndarray:
+    """Final rho of `n_synapses` synapses started DOWN, then as many UP, per configuration and protocol.
+
+    Shape `(len(configs), len(protocols), 2 * n_synapses)`. Protocol i uses
+    `fold_in(key, i)`; configurations share the analog substrate and the random numbers.
+    Every update period must be a multiple of the solver `step` (ms); since calcium is
+    exact whatever the step, it is stepped once per update period.
+    """
+    configs = _as_configs(hardware)
+    for config in configs:
+        config.steps_per_period(step)
+    if int(n_synapses) != n_synapses or n_synapses < 1:
+        raise ValueError(f"n_synapses must be a whole number >= 1, got {n_synapses!r}")
+    spikes = to_spikes(list(protocols), unit=configs[0].period)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(protocols)))
+    return np.asarray(_batched_populations(rule, configs, spikes, keys, int(n_synapses))).transpose(1, 0, 2)
+
+
+def hardware_ratios(
+    rule: GraupnerBrunel2012,
+    protocols: Sequence[Protocol],
+    hardware: BSS2 | Sequence[BSS2],
+    *,
+    n_synapses: int = 1000,
+    key: Key,
+    step: float = 0.1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """GB2012 change ratio and its standard error of each protocol under each configuration.
+
+    Readout of `hardware_populations` by `population_ratio`. Arrays of shape
+    `(len(configs), len(protocols))`, or `(len(protocols),)` for a single `BSS2`.
+    """
+    rho = hardware_populations(rule, protocols, hardware, n_synapses=n_synapses, key=key, step=step)
+    n = int(n_synapses)
+    ratio, sem = jax.vmap(jax.vmap(lambda r: population_ratio(rule, r[:n], r[n:])))(jnp.asarray(rho))
+    ratio, sem = np.asarray(ratio), np.asarray(sem)
+    return (ratio[0], sem[0]) if isinstance(hardware, BSS2) else (ratio, sem)

@@ -1,0 +1,123 @@
+"""Rounding to an integer grid, and the straight-through estimator that makes it trainable.
+
+Every rounding here maps a value `v` measured in units of the grid step (least significant
+bits) to an integer-valued float:
+
+- `nearest`: `round(v)`, ties to even (as `numpy.round`);
+- `floor`: truncation towards minus infinity (what dropping low bits does);
+- `stochastic`: `floor(v) + [u < frac(v)]` with `u ~ U[0, 1)`, so `P(up) = frac(v)` and
+  `E[round(v)] = v` exactly; the variance is `frac (1 - frac) <= 1/4` (in squared steps);
+- `hardware`: the BSS-2 recipe (DESIGN.md section 3): add `k` random low bits taken from an
+  8-bit random source, then truncate. `P(up) = floor(2^k frac) / 2^k`, so it is unbiased only
+  down to `2^-k` of a step: increments below `2^-k` steps still vanish.
+
+Gradients go straight through (`straight_through`): forward value exactly the rounded one,
+derivative exactly the identity (optionally zero where a mask is off), in forward and reverse
+mode, as in google/aqt.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from ._custom_types import Array, Key
+
+ROUNDINGS = ("nearest", "floor", "stochastic", "hardware")
+RANDOM_ROUNDINGS = ("stochastic", "hardware")
+SOURCE_BITS = 8
+
+
+def check_rounding(owner: str, rounding: str) -> None:
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"{owner}: rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
+
+
+def check_random_bits(owner: str, random_bits: int) -> None:
+    if not (isinstance(random_bits, int) and 1 <= random_bits <= SOURCE_BITS):
+        raise ValueError(
+            f"{owner}: random_bits (low bits added by hardware rounding) must be a whole number in "
+            f"1..{SOURCE_BITS} (the random source is {SOURCE_BITS}-bit), got {random_bits!r}"
+        )
+
+
+@jax.custom_jvp
+def _straight_through(x: Array, rounded: Array, gate: Array) -> Array:
+    return rounded
+
+
+@_straight_through.defjvp
+def _straight_through_jvp(primals, tangents):
+    x, rounded, gate = primals
+    x_dot, _, _ = tangents
+    return rounded, x_dot * gate
+
+
+def straight_through(x: Array, rounded: Array, mask: Array | None = None) -> Array:
+    """`rounded` in the forward pass, bit for bit; derivative with respect to `x` the identity.
+
+    Straight-through estimator as a `jax.custom_jvp` (so it holds in forward and reverse
+    mode). With `mask` (boolean, shape of `x`), the derivative is zero where the mask is off,
+    e.g. outside a format's saturation range.
+    """
+    gate = jnp.ones_like(x) if mask is None else jnp.where(mask, 1.0, 0.0).astype(x.dtype)
+    return _straight_through(x, jax.lax.stop_gradient(rounded), gate)
+
+
+def round_steps(v: Array, rounding: str, uniform: Array | None = None, random_bits: int = SOURCE_BITS) -> Array:
+    """Round `v` (in grid steps) to an integer-valued float; no gradient (see `straight_through`).
+
+    `uniform`: U[0, 1) numbers of `v`'s shape, needed by `stochastic` and `hardware`; for
+    `hardware` the 8-bit source value is `floor(256 u)` and its top `random_bits` bits are
+    added below the least significant bit before truncation.
+    """
+    v = jax.lax.stop_gradient(v)
+    if rounding == "nearest":
+        return jnp.round(v)
+    if rounding == "floor":
+        return jnp.floor(v)
+    low = jnp.floor(v)
+    frac = v - low
+    if rounding == "stochastic":
+        return low + (uniform < frac).astype(v.dtype)
+    source = jnp.floor(uniform * 2**SOURCE_BITS)
+    added = jnp.floor(source / 2 ** (SOURCE_BITS - random_bits)) / 2**random_bits
+    return low + (frac + added >= 1).astype(v.dtype)
+
+
+def draw_uniform(rounding: str, shape, dtype, key: Key | None, uniform: Array | None, owner: str) -> Array | None:
+    """The U[0, 1) numbers a rounding needs: from `key`, or `uniform` as given; None if deterministic."""
+    if rounding not in RANDOM_ROUNDINGS:
+        return None
+    if (key is None) == (uniform is None):
+        raise ValueError(f"{owner}: {rounding} rounding needs exactly one of key= or uniform= (U[0, 1) numbers)")
+    if uniform is not None:
+        return jnp.broadcast_to(jnp.asarray(uniform, dtype), shape)
+    return jax.random.uniform(key, shape, dtype)
+
+
+def stochastic_round(x: Array, step: float, *, key: Key) -> Array:
+    """Unbiased stochastic rounding of `x` to multiples of `step` (no range limits).
+
+    `E[result] = x`, variance `<= step^2 / 4`. Straight-through gradient (identity).
+    """
+    x = jnp.asarray(x, jnp.result_type(x, float))
+    u = jax.random.uniform(key, x.shape, x.dtype)
+    return straight_through(x, round_steps(x / step, "stochastic", u) * step)
+
+
+def counter_uniform(seeds: Array, counter: Array, dtype) -> Array:
+    """Cheap counter-based U[0, 1) numbers: one per element of `seeds[0]`, fresh for each `counter`.
+
+    `seeds`: uint32 array of shape `(2, *shape)` drawn once from a key; `counter`: a uint32
+    scalar (e.g. the update index). Each number is a two-round keyed integer hash (the
+    "lowbias32" mixer) of the counter, with 24 random bits. This stands in for the per-column
+    LFSRs of the BSS-2 PPU: as on the chip, a few integer operations per number, where a
+    `jax.random` draw per synapse and update would dominate the emulation's cost.
+    """
+    z = _mix(_mix(counter.astype(jnp.uint32) ^ seeds[0]) + seeds[1])
+    return (z >> 8).astype(dtype) * 2.0**-24
+
+
+def _mix(z: Array) -> Array:
+    z = (z ^ (z >> 16)) * jnp.uint32(0x7FEB352D)
+    z = (z ^ (z >> 15)) * jnp.uint32(0x846CA68B)
+    return z ^ (z >> 16)
