@@ -74,6 +74,8 @@ class BSS2(eqx.Module):
     - `state`: fixed-point format of the plasticity state on the PPU vector unit (8-bit
       `FixedPoint(8, 7)`: step 1/128; 16-bit `FixedPoint(16, 15)`), or None for float
       arithmetic with the exact update (the float reference);
+    - `offset`: the PPU stores `rho - offset` in `state`; 0.5 centres GB2012's stable states
+      0 and 1 in the signed format (range [-0.5, 1.5) at 8 bits), so neither saturates;
     - `rounding`: "nearest", "floor", "stochastic" or "hardware" (add `random_bits` random
       low bits from an 8-bit source, then truncate);
     - `period`: PPU update period in ms of biological time, a multiple of the solver step;
@@ -96,6 +98,7 @@ class BSS2(eqx.Module):
     """
 
     state: FixedPoint | None = FixedPoint(8, 7)
+    offset: float = _static(0.5)
     rounding: str = _static("stochastic")
     random_bits: int = _static(SOURCE_BITS)
     period: float = _static(10.0)
@@ -114,6 +117,8 @@ class BSS2(eqx.Module):
             raise ValueError(f"BSS2: state must be a FixedPoint format or None (float), got {self.state!r}")
         check_rounding("BSS2", self.rounding)
         check_random_bits("BSS2", self.random_bits)
+        if not (isinstance(self.offset, (int, float)) and np.isfinite(self.offset)):
+            raise ValueError(f"BSS2: offset must be a finite number, got {self.offset!r}")
         _check_number("period", self.period, " ms", positive=True)
         if self.threshold_time not in THRESHOLD_TIMES:
             raise ValueError(f"BSS2: threshold_time must be one of {', '.join(THRESHOLD_TIMES)}, got {self.threshold_time!r}")
@@ -321,7 +326,7 @@ def solve_hardware(
                 new.append(rule.cubic(affine(rule.cubic(rho, elapsed / 2), normal), elapsed / 2))
                 continue
             T_p, T_d = config.read_times(rule, a_p, a_d, c, elapsed, noise if config.read_noise > 0 else None)
-            delta = ppu_increment(rule, rho, T_p, T_d, elapsed, normal)
+            delta = ppu_increment(rule, rho + config.offset, T_p, T_d, elapsed, normal)
             new.append(config.state.accumulate(rho, delta, config.rounding, uniform=uniform,
                                                random_bits=config.random_bits))
         totals = (totals[0] + a_p, totals[1] + a_d)
@@ -333,22 +338,24 @@ def solve_hardware(
         return carry, (concentration(carry[0][0]), carry[2])
 
     zero = jnp.zeros(rho_flat.shape if configs[0].mismatched else (), dtype)
-    rhos0 = tuple(rho_flat if c.state is None else c.state.quantise(rho_flat) for c in configs)
+    # hardware programs carry the stored value rho - offset
+    rhos0 = tuple(rho_flat if c.state is None else c.state.quantise(rho_flat - c.offset) for c in configs)
     init = (analog0, (zero, zero), rhos0)
     indices = jnp.arange(n_chunks)
     ((state, _, _), (t_p, t_d), rhos), (c_trace, rho_traces) = jax.lax.scan(run_chunk, init, indices)
     ts = None if record_every is None else jnp.minimum((indices + 1) * chunk * m, n_steps).astype(dtype) * spikes.unit
+    shifts = [0.0 if c.state is None else c.offset for c in configs]
     solutions = tuple(
         ScanSolution(
-            rho=rho.reshape(shape),
+            rho=(rho + shift).reshape(shape),
             calcium=state,
             time_p=t_p,
             time_d=t_d,
             ts=ts,
             c=None if record_every is None else c_trace,
-            rho_trace=None if record_every is None else trace.reshape(n_chunks, *shape),
+            rho_trace=None if record_every is None else (trace + shift).reshape(n_chunks, *shape),
         )
-        for rho, trace in zip(rhos, rho_traces)
+        for rho, trace, shift in zip(rhos, rho_traces, shifts)
     )
     return solutions[0] if isinstance(hardware, BSS2) else solutions
 
@@ -403,11 +410,33 @@ def hardware_ratios(
 ) -> tuple[np.ndarray, np.ndarray]:
     """GB2012 change ratio and its standard error of each protocol under each configuration.
 
-    Readout of `hardware_populations` by `population_ratio`. Arrays of shape
+    Readout of `hardware_populations` by `grid_population_ratio`. Arrays of shape
     `(len(configs), len(protocols))`, or `(len(protocols),)` for a single `BSS2`.
     """
-    rho = hardware_populations(rule, protocols, hardware, n_synapses=n_synapses, key=key, step=step)
+    configs = _as_configs(hardware)
+    rho = jnp.asarray(hardware_populations(rule, protocols, configs, n_synapses=n_synapses, key=key, step=step))
     n = int(n_synapses)
-    ratio, sem = jax.vmap(jax.vmap(lambda r: population_ratio(rule, r[:n], r[n:])))(jnp.asarray(rho))
-    ratio, sem = np.asarray(ratio), np.asarray(sem)
+    stats = [jax.vmap(lambda r: grid_population_ratio(rule, r[:n], r[n:], c))(rho_c) for c, rho_c in zip(configs, rho)]
+    ratio, sem = np.stack([np.asarray(r) for r, _ in stats]), np.stack([np.asarray(e) for _, e in stats])
     return (ratio[0], sem[0]) if isinstance(hardware, BSS2) else (ratio, sem)
+
+
+def tie_shift(config: BSS2) -> float:
+    """A quarter of the state format's step (0 for float): moves values off rho_star and nothing else across it."""
+    return 0.0 if config.state is None else config.state.step / 4
+
+
+def grid_population_ratio(rule: GraupnerBrunel2012, rho_from_down: Array, rho_from_up: Array,
+                          config: BSS2) -> tuple[Array, Array]:
+    """`population_ratio` for efficacies on the state grid of `config`.
+
+    On the grid a synapse can end exactly at rho_star (about 2% of them at 8 bits for preset
+    DP), which "UP means rho > rho_star" would always count DOWN: a bias of about -0.015 in
+    the ratio. Such a synapse sits on the unstable fixed point, so it counts half UP and
+    half DOWN: the mean of the readouts of rho + and - `tie_shift(config)` (the ratio is
+    linear in U and D). Float configurations read out as `population_ratio`.
+    """
+    shift = tie_shift(config)
+    high = population_ratio(rule, rho_from_down + shift, rho_from_up + shift)
+    low = population_ratio(rule, rho_from_down - shift, rho_from_up - shift)
+    return (high[0] + low[0]) / 2, (high[1] + low[1]) / 2

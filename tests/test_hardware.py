@@ -238,8 +238,9 @@ def test_vmap_equals_loop(dp, getkey):
     rho0 = jnp.linspace(0.0, 1.0, 8)
     config = cp.BSS2(period=1.0)
     batched = jax.vmap(lambda s, k: cp.solve_hardware(dp, s, rho0, hardware=config, key=k).rho)(spikes, keys)
+    solve = eqx.filter_jit(cp.solve_hardware)
     for i, protocol in enumerate(protocols):
-        single = cp.solve_hardware(dp, cp.to_spikes(protocol, unit=0.5), rho0, hardware=config, key=keys[i]).rho
+        single = solve(dp, cp.to_spikes(protocol, unit=0.5), rho0, hardware=config, key=keys[i]).rho
         assert np.array_equal(batched[i], single)
 
 
@@ -289,6 +290,28 @@ def test_straight_through_gradient_follows_the_float_gradient(dp):
     float_config = cp.BSS2(state=None, period=1.0)
     fd = (mean_rho(1.3 + h, float_config) - mean_rho(1.3 - h, float_config)) / (2 * h)
     assert float(fd) < 0 and np.isclose(float(grad), float(fd), rtol=0.05)
+
+
+def test_synapses_exactly_at_rho_star_count_half(dp):
+    config = cp.BSS2()
+    assert cp.tie_shift(config) == Q8.step / 4 and cp.tie_shift(cp.BSS2(state=None)) == 0.0
+    at_star = jnp.full(8, 0.5)  # representable: the PPU stores rho - 0.5 = 0
+    ratio, _ = cp.grid_population_ratio(dp, at_star, jnp.ones(8), config)
+    assert np.isclose(float(ratio), float(dp.change_ratio(0.5, 0.0)))  # U = 1/2, D = 0
+    ratio, _ = cp.grid_population_ratio(dp, jnp.zeros(8), at_star, config)
+    assert np.isclose(float(ratio), float(dp.change_ratio(0.0, 0.5)))
+    near = jnp.array([0.5 + Q8.step, 0.5 - Q8.step])  # neighbours on the grid are not ties
+    assert np.isclose(float(cp.grid_population_ratio(dp, near, jnp.ones(2), config)[0]), float(dp.change_ratio(0.5, 0.0)))
+    assert np.isclose(float(cp.grid_population_ratio(dp, near[:1], jnp.ones(1), config)[0]), float(dp.change_ratio(1.0, 0.0)))
+
+
+def test_offset_keeps_both_stable_states_representable(dp, getkey):
+    spikes = cp.to_spikes(cp.pairs(10.0, 2, 5.0), unit=0.1)
+    rho0 = jnp.array([0.0, 1.0])
+    for offset, top in ((0.5, 1.0), (0.0, Q8.max_value)):  # rho - 0.5 in [-0.5, 0.5]; rho itself saturates below 1
+        config = cp.BSS2(period=0.1, rounding="nearest", offset=offset)  # noise off: small updates vanish
+        solution = cp.solve_hardware(_quiet(dp), spikes, rho0, hardware=config, key=getkey())
+        assert np.array_equal(np.asarray(solution.rho), [0.0, top])
 
 
 def test_hardware_time_uses_the_acceleration():
