@@ -1,1 +1,19 @@
 """fitting: experimental STDP data sets, losses and the optax fit loop for ca_plast rules."""
+
+from ._datasets import (
+    DATASETS as DATASETS,
+    Dataset as Dataset,
+    combine as combine,
+    load_dataset as load_dataset,
+    modellings as modellings,
+)
+from ._fit import FitResult as FitResult, fit as fit, versions as versions
+from ._losses import LOSSES as LOSSES, chi2 as chi2, predict as predict, soft_l1 as soft_l1, z_scores as z_scores
+from ._transforms import (
+    DEFAULT_BOUNDS as DEFAULT_BOUNDS,
+    FreeParameters as FreeParameters,
+    parameter_values as parameter_values,
+    to_bounded as to_bounded,
+    to_unconstrained as to_unconstrained,
+)
+from ._report import plot_fit as plot_fit, summary as summary, write_report as write_report

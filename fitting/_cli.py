@@ -1,0 +1,110 @@
+"""`ca-plast fit`: fit a GB2012 preset's parameters to a shipped data set (DESIGN.md section 8).
+
+    ca-plast fit --dataset NAME --init PRESET [--free NAME,NAME,...] [--steps N] [--seed S]
+                 [--hardware none|bss2] --out DIR [--resume] [--modelling M] [--starts K] [--loss L]
+
+Writes DIR/fit.json, DIR/fit.csv, DIR/fit.png, and DIR/checkpoint.npz (every 100 steps,
+at the end and on Ctrl-C; `--resume` continues from it). Every argument is checked before
+anything is written; a bad one exits with status 2 and leaves DIR untouched.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+DEFAULT_FREE = "theta_p,gamma_p,gamma_d,C_pre,C_post,tau_ca,D,tau,sigma,b"
+CHECKPOINT = "checkpoint.npz"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="data set name (e.g. sjostrom2001)")
+    parser.add_argument("--init", required=True, help="GB2012 preset to start from (e.g. DP, cortical_slices)")
+    parser.add_argument("--free", default=DEFAULT_FREE,
+                        help=f"comma-separated parameters to fit, the rest stay at the preset (default {DEFAULT_FREE})")
+    parser.add_argument("--steps", type=int, default=1000, help="most optimisation steps in all (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the screened random starts (default 0)")
+    parser.add_argument("--hardware", default="none", help="none or bss2")
+    parser.add_argument("--out", required=True, help="output folder for fit.json, fit.csv, fit.png and the checkpoint")
+    parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
+    parser.add_argument("--modelling", help="how the data set's protocols are modelled (default: the data set's first)")
+    parser.add_argument("--starts", type=int, default=32, help="starts optimised in parallel (default 32)")
+    parser.add_argument("--loss", default="chi2", help="chi2 (mean z^2, default) or soft_l1 (robust)")
+
+
+def _output_folder(text: str, usage_error) -> Path:
+    """The output folder, created if needed and checked writable (UsageError otherwise)."""
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise usage_error(f"--out {text!r} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise usage_error(f"--out {text!r}: cannot write there ({error.strerror or error})") from None
+    return out
+
+
+def run(args) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+    import ca_plast
+    from ca_plast._cli import UsageError
+
+    from ._datasets import DATASETS, load_dataset, modellings
+    from ._fit import fit
+    from ._losses import LOSSES
+    from ._report import write_report
+    from ._transforms import FreeParameters
+
+    if args.hardware not in ("none", "bss2"):
+        raise UsageError(f"unknown --hardware {args.hardware!r}; valid: none, bss2")
+    if args.hardware == "bss2":
+        raise UsageError("ca-plast fit --hardware bss2 is not available yet; fit with --hardware none")
+    if args.dataset not in DATASETS:
+        raise UsageError(f"unknown data set {args.dataset!r}; valid data sets: {', '.join(DATASETS)}")
+    if args.init not in ca_plast.GB2012_PRESETS:
+        raise UsageError(f"unknown preset {args.init!r}; valid presets: {', '.join(ca_plast.GB2012_PRESETS)}")
+    if args.modelling is not None and args.modelling not in modellings(args.dataset):
+        raise UsageError(f"unknown --modelling {args.modelling!r} of {args.dataset}; "
+                         f"valid: {', '.join(modellings(args.dataset))}")
+    if args.loss not in LOSSES:
+        raise UsageError(f"unknown --loss {args.loss!r}; valid: {', '.join(LOSSES)}")
+    if args.steps < 1 or args.starts < 1 or args.seed < 0:
+        raise UsageError(f"--steps and --starts must be >= 1 and --seed >= 0, got {args.steps}, {args.starts}, {args.seed}")
+    free = [name.strip() for name in args.free.split(",")]
+    init = ca_plast.gb2012_preset(args.init)
+    try:
+        FreeParameters(init, free)
+        dataset = load_dataset(args.dataset, args.modelling)
+    except ValueError as error:
+        raise UsageError(f"ca-plast fit: {error}") from None
+    checkpoint = Path(args.out) / CHECKPOINT
+    if args.resume and not checkpoint.is_file():
+        raise UsageError(f"--resume: no checkpoint {checkpoint} to continue from")
+    out = _output_folder(args.out, UsageError)
+
+    try:
+        result = fit(dataset, args.init, free, steps=args.steps, n_starts=args.starts, seed=args.seed, loss=args.loss,
+                     checkpoint=checkpoint, resume=args.resume, progress=True)
+    except KeyboardInterrupt:
+        print(f"ca-plast fit: interrupted; the checkpoint {checkpoint} holds the progress, continue with --resume",
+              file=sys.stderr)
+        return 130
+    except ValueError as error:
+        raise UsageError(f"ca-plast fit: {error}") from None
+    record = write_report(result, out, hardware=args.hardware)
+
+    reference = record["reference"]
+    print(f"{dataset.name} ({dataset.modelling}, {dataset.n_points} points), start {args.init}: "
+          f"mean z^2 {result.chi2_initial:.4g} -> {result.chi2_mean:.4g} after {result.steps} steps "
+          f"({result.stopped}), {result.wall_s:.1f} s")
+    if reference is not None:
+        print(f"published set {reference['preset']} on the same points: mean z^2 {reference['chi2_mean']:.4g}")
+    print("fitted: " + ", ".join(f"{k} = {v:.6g}" for k, v in result.params.items()))
+    print(f"wrote {os.path.join(out, 'fit.json')}, fit.csv, fit.png")
+    return 0

@@ -1,0 +1,391 @@
+"""Gradient fit of a rule's parameters to a data set: multi-start Adam, checkpoints, resume.
+
+The loss landscape of GB2012 over its ten calcium and rate parameters is rugged: plateaus
+where no protocol crosses a threshold (zero gradient), saturated transitions, narrow
+valleys. One gradient descent from one start finds a local minimum; many starts in
+parallel find the good ones. A fit therefore
+
+1. screens a pool of candidate starts (half spread evenly over the bounds, half scattered
+   around the initial preset) with one batched loss evaluation, and keeps the initial
+   preset plus the best `n_starts - 1` candidates;
+2. runs Adam on all starts at once (`jax.vmap` inside one `eqx.filter_jit` step that is
+   traced once per problem), with an exponentially decaying learning rate that does not
+   depend on the number of steps (so a resumed fit continues the same schedule);
+3. keeps the best point each start has visited, stops when the best loss over all starts
+   has not improved by a relative `tol` for `patience` steps, and returns the best start.
+
+A checkpoint (the whole optimiser state) is written atomically every `checkpoint_every`
+steps and on interruption; `resume=True` continues from it and reproduces the
+uninterrupted fit exactly.
+"""
+
+import dataclasses
+import functools
+import importlib.metadata
+import io
+import json
+import platform
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import ca_plast
+from ca_plast import GraupnerBrunel2012, Spikes
+from ca_plast._custom_types import Array, PyTree
+
+from ._datasets import Dataset
+from ._io import write_atomic
+from ._losses import LOSSES, chi2, predict
+from ._transforms import FreeParameters
+
+CHECKPOINT_FORMAT = 1
+
+
+class _Problem(eqx.Module):
+    """What one start minimises: the loss of the rule's prediction of a data set."""
+
+    spikes: Spikes
+    data: Array
+    sem: Array
+    free: FreeParameters
+    loss: str = eqx.field(static=True)
+
+    def objective(self, u: PyTree, static: PyTree) -> Array:
+        return LOSSES[self.loss](predict(self.free.combine(u, static), self.spikes), self.data, self.sem)
+
+
+class _State(eqx.Module):
+    """Optimiser state of all starts (leading axis of every leaf: the start)."""
+
+    u: PyTree
+    opt_state: PyTree
+    best_u: PyTree
+    best_loss: Array
+
+
+def _select(mask: Array, new: Array, old: Array) -> Array:
+    return jnp.where(mask.reshape(mask.shape + (1,) * (new.ndim - 1)), new, old)
+
+
+@eqx.filter_jit
+@eqx.debug.assert_max_traces(max_traces=None)
+def _step(state: _State, static: PyTree, problem: _Problem, optimizer) -> tuple[_State, Array]:
+    """One Adam step of every start; returns the new state and each start's loss before the step."""
+
+    def one(u, opt_state):
+        loss, grad = jax.value_and_grad(problem.objective)(u, static)
+        updates, opt_state = optimizer.update(grad, opt_state, u)
+        return optax.apply_updates(u, updates), opt_state, loss
+
+    u, opt_state, loss = jax.vmap(one)(state.u, state.opt_state)
+    better = loss < state.best_loss
+    best_u = jax.tree.map(functools.partial(_select, better), state.u, state.best_u)
+    return _State(u, opt_state, best_u, jnp.where(better, loss, state.best_loss)), loss
+
+
+@functools.cache
+def _optimizer(learning_rate: float, halving_steps: float, floor: float) -> optax.GradientTransformation:
+    """Adam with `learning_rate` halving every `halving_steps` steps down to `floor` (cached: one object per setting)."""
+    schedule = optax.exponential_decay(learning_rate, transition_steps=halving_steps, decay_rate=0.5,
+                                       end_value=floor * learning_rate)
+    return optax.chain(optax.zero_nans(), optax.adam(schedule))
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """Outcome of `fit`.
+
+    `initial` / `params`: free parameters before and after, by name (rule units: ms,
+    calcium in units of theta_d); `initial_model` / `model`: the whole rules. `chi2_mean`,
+    `chi2_initial`: mean z^2 of the fitted and the initial rule; `prediction`,
+    `initial_prediction`: their change ratios per data point. `history`: the lowest loss
+    over all starts at each step; `start_losses`: the best loss each start reached.
+    `elapsed`: seconds since this call began at the end of each of its steps (the last
+    `len(elapsed)` entries of `history`). `steps`: optimisation steps done (over all
+    resumed runs); `stopped`: "converged" (early stopping) or "steps" (step limit).
+    `wall_s`: wall time of this call; `wall_s_total`: over all resumed runs.
+    """
+
+    dataset: Dataset
+    init_name: str | None
+    free: tuple[str, ...]
+    initial_model: GraupnerBrunel2012
+    model: GraupnerBrunel2012
+    initial: dict[str, float]
+    params: dict[str, float]
+    loss: str
+    chi2_mean: float
+    chi2_initial: float
+    prediction: np.ndarray
+    initial_prediction: np.ndarray
+    history: np.ndarray
+    elapsed: np.ndarray
+    start_losses: np.ndarray
+    steps: int
+    stopped: str
+    n_starts: int
+    seed: int
+    settings: dict
+    wall_s: float
+    wall_s_total: float
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages a fit depends on."""
+    found = {"python": platform.python_version(), "ca_plast": ca_plast.__version__}
+    for package in ("jax", "jaxlib", "equinox", "optax", "numpy"):
+        found[package] = importlib.metadata.version(package)
+    return found
+
+
+def _check_whole(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise ValueError(f"fit: {name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_positive(name: str, value) -> float:
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"fit: {name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _fresh_state(u: PyTree, optimizer, dtype) -> _State:
+    best_loss = jnp.asarray(np.full(jax.tree.leaves(u)[0].shape[:1], np.inf), dtype=dtype)
+    return _State(u, jax.vmap(optimizer.init)(u), u, best_loss)
+
+
+def _initial_starts(u0: PyTree, static: PyTree, problem: _Problem, optimizer, n_starts: int, pool_factor: int,
+                    *, key) -> PyTree:
+    """The initial rule plus the `n_starts - 1` best of `pool_factor * (n_starts - 1)` screened candidates.
+
+    Half the candidates are spread evenly over the bounds, half scattered around the initial
+    rule (unit logistic noise in unconstrained space). They are scored in batches of
+    `n_starts` by the training step itself (its loss is taken before the update), so
+    screening needs no compilation of its own.
+    """
+    one = jax.tree.map(lambda x: x[None], u0)
+    if n_starts == 1:
+        return one
+    n_batches = -(-pool_factor * (n_starts - 1) // n_starts)
+    n_pool = n_batches * n_starts
+    k_even, k_near = jax.random.split(key)
+    n_even = n_pool // 2
+    even = problem.free.sample(u0, n_even, key=k_even)
+    near = jax.tree.map(lambda x, z: x + z, u0, problem.free.sample(u0, n_pool - n_even, key=k_near))
+    pool = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), even, near)
+    losses = []
+    for i in range(n_batches):
+        batch = jax.tree.map(lambda x: x[i * n_starts:(i + 1) * n_starts], pool)
+        losses.append(np.asarray(_step(_fresh_state(batch, optimizer, problem.data.dtype), static, problem, optimizer)[1]))
+    losses = np.concatenate(losses)
+    keep = np.argsort(np.where(np.isnan(losses), np.inf, losses), kind="stable")[: n_starts - 1]
+    return jax.tree.map(lambda a, b: jnp.concatenate([a, b[keep]]), one, pool)
+
+
+def _save_checkpoint(path: Path, state: _State, history: list[float], wall_s: float, meta: dict) -> None:
+    arrays = {f"leaf{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
+    arrays["history"] = np.asarray(history, dtype=np.float64)
+    arrays["wall_s"] = np.asarray(wall_s)
+    arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())
+
+
+def _load_checkpoint(path: Path, like: _State, meta: dict) -> tuple[_State, list[float], float]:
+    with np.load(path, allow_pickle=False) as stored:
+        saved = json.loads(str(stored["meta"]))
+        for key in sorted(set(saved) | set(meta)):
+            if saved.get(key) != meta.get(key):
+                raise ValueError(f"checkpoint {path} belongs to a different fit: {key} was {saved.get(key)!r}, "
+                                 f"now {meta.get(key)!r}")
+        leaves, treedef = jax.tree.flatten(like)
+        loaded = [jnp.asarray(stored[f"leaf{i}"], dtype=jnp.result_type(x)) for i, x in enumerate(leaves)]
+        return jax.tree.unflatten(treedef, loaded), [float(v) for v in stored["history"]], float(stored["wall_s"])
+
+
+def _track(value: float, best: float, since: int, tol: float) -> tuple[float, int]:
+    """Early-stopping bookkeeping: the best loss so far and the steps since it last improved by a relative `tol`."""
+    if value < best and (not np.isfinite(best) or value < best - tol * abs(best)):
+        return value, 0
+    return best, since + 1
+
+
+class _Progress:
+    """A one-line progress bar on stderr (redrawn in place on a terminal, every 10 % otherwise)."""
+
+    def __init__(self, enabled: bool, total: int, label: str):
+        self.enabled, self.total, self.label = enabled, total, label
+        self.tty = enabled and sys.stderr.isatty()
+        self.last = 0.0
+        self.shown = -1
+
+    def update(self, step: int, best: float, elapsed: float, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        every = max(1, self.total // 10)
+        if step == self.shown or not (final or (self.tty and now - self.last > 0.1) or (not self.tty and step % every == 0)):
+            return
+        self.last, self.shown = now, step
+        filled = int(20 * step / self.total)
+        line = f"{self.label} [{'#' * filled}{'.' * (20 - filled)}] step {step}/{self.total}  best loss {best:.4f}  {elapsed:.1f} s"
+        print(("\r" + line) if self.tty else line, end="\n" if final or not self.tty else "", file=sys.stderr, flush=True)
+
+
+def fit(
+    dataset: Dataset,
+    init: GraupnerBrunel2012 | str,
+    free: Sequence[str],
+    *,
+    steps: int = 1000,
+    n_starts: int = 32,
+    seed: int = 0,
+    learning_rate: float = 0.05,
+    halving_steps: float = 300.0,
+    loss: str = "chi2",
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    patience: int = 100,
+    tol: float = 1e-4,
+    pool_factor: int = 16,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 100,
+    resume: bool = False,
+    progress: bool = False,
+) -> FitResult:
+    """Fit the `free` parameters of a GB2012 rule to `dataset` (closed-form predictions).
+
+    `init`: the starting rule, or a preset name (`ca_plast.GB2012_PRESETS`); parameters
+    not in `free` stay at its values. `free`: names of fields of the rule or of its
+    calcium model (`theta_p`, `gamma_d`, `C_pre`, `tau_ca`, `D`, ...), bounded by
+    `bounds` (default `DEFAULT_BOUNDS`). `steps`: the most Adam steps in all (including
+    those of a resumed checkpoint). `n_starts`: starts optimised in parallel, the first
+    being `init` itself; the others are the best of `pool_factor * (n_starts - 1)`
+    screened candidates drawn with `seed`. `learning_rate`: Adam's initial rate in
+    unconstrained units, halving every `halving_steps` steps down to 1 % of it. `loss`:
+    "chi2" (mean z^2) or "soft_l1" (robust). Early stopping after `patience` steps
+    without a relative improvement of `tol`. `checkpoint`: file written atomically every
+    `checkpoint_every` steps, at the end and on interruption; `resume=True` continues from
+    it (the fit's settings must match). `progress`: draw a progress bar on stderr.
+    """
+    started = time.monotonic()
+    if isinstance(init, str):
+        init_name, init = init, ca_plast.gb2012_preset(init)
+    else:
+        init_name = None
+    if not isinstance(init, GraupnerBrunel2012):
+        raise ValueError(f"fit: init must be a GraupnerBrunel2012 rule or a preset name, got {type(init).__name__}")
+    if loss not in LOSSES:
+        raise ValueError(f"fit: unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
+    steps = _check_whole("steps", steps, 1)
+    n_starts = _check_whole("n_starts", n_starts, 1)
+    patience = _check_whole("patience", patience, 1)
+    pool_factor = _check_whole("pool_factor", pool_factor, 1)
+    checkpoint_every = _check_whole("checkpoint_every", checkpoint_every, 1)
+    learning_rate = _check_positive("learning_rate", learning_rate)
+    halving_steps = _check_positive("halving_steps", halving_steps)
+    tol = float(tol)
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"fit: tol must be a finite number >= 0, got {tol!r}")
+    seed = _check_whole("seed", seed, 0)
+    free_parameters = FreeParameters(init, free, bounds)
+    checkpoint = None if checkpoint is None else Path(checkpoint)
+    if resume and (checkpoint is None or not checkpoint.exists()):
+        raise ValueError(f"fit: nothing to resume: no checkpoint at {checkpoint}")
+
+    problem = _Problem(dataset.spikes(), jnp.asarray(dataset.data, dtype=float), jnp.asarray(dataset.sem, dtype=float),
+                       free_parameters, loss)
+    optimizer = _optimizer(learning_rate, halving_steps, 0.01)
+    u0, static = free_parameters.split(init)
+    settings = {
+        "n_starts": n_starts, "seed": seed, "learning_rate": learning_rate, "halving_steps": halving_steps,
+        "patience": patience, "tol": tol, "pool_factor": pool_factor, "optimizer": "adam",
+        "bounds": {n: [lo, hi] for n, lo, hi in zip(free_parameters.names, free_parameters.lower, free_parameters.upper)},
+    }
+    meta = {
+        "format": CHECKPOINT_FORMAT, "dataset": dataset.name, "modelling": dataset.modelling,
+        "data": [float(v) for v in dataset.data], "sem": [float(v) for v in dataset.sem],
+        "free": list(free_parameters.names), "loss": loss,
+        "init": {k: float(np.asarray(v)) for k, v in zip(*_leaves_by_path(init))},
+        **settings,
+    }
+
+    if resume:
+        u = jax.tree.map(lambda x: jnp.broadcast_to(x, (n_starts,) + x.shape), u0)
+    else:
+        u = _initial_starts(u0, static, problem, optimizer, n_starts, pool_factor, key=jax.random.key(seed))
+    state = _fresh_state(u, optimizer, problem.data.dtype)
+    history: list[float] = []
+    elapsed: list[float] = []
+    wall_before = 0.0
+    if resume:
+        state, history, wall_before = _load_checkpoint(checkpoint, state, meta)
+
+    best, since = np.inf, 0
+    for value in history:
+        best, since = _track(value, best, since, tol)
+    bar = _Progress(progress, steps, f"fit {dataset.name}")
+
+    def save():
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, state, history, wall_before + time.monotonic() - started, meta)
+
+    try:
+        while len(history) < steps and since < patience:
+            state, losses = _step(state, static, problem, optimizer)
+            value = float(np.min(np.asarray(losses)))
+            history.append(value)
+            elapsed.append(time.monotonic() - started)
+            best, since = _track(value, best, since, tol)
+            bar.update(len(history), best, time.monotonic() - started)
+            if len(history) % checkpoint_every == 0:
+                save()
+    except KeyboardInterrupt:
+        save()
+        raise
+    save()
+    bar.update(len(history), best, time.monotonic() - started, final=True)
+
+    winner = int(np.argmin(np.asarray(state.best_loss)))
+    model = free_parameters.combine(jax.tree.map(lambda x: x[winner], state.best_u), static)
+    spikes, data, sem = problem.spikes, problem.data, problem.sem
+    prediction, initial_prediction = (np.asarray(predict(m, spikes)) for m in (model, init))
+    wall = time.monotonic() - started
+    return FitResult(
+        dataset=dataset,
+        init_name=init_name,
+        free=free_parameters.names,
+        initial_model=init,
+        model=model,
+        initial=free_parameters.values(init),
+        params=free_parameters.values(model),
+        loss=loss,
+        chi2_mean=float(chi2(prediction, data, sem)),
+        chi2_initial=float(chi2(initial_prediction, data, sem)),
+        prediction=prediction,
+        initial_prediction=initial_prediction,
+        history=np.asarray(history),
+        elapsed=np.asarray(elapsed),
+        start_losses=np.asarray(state.best_loss),
+        steps=len(history),
+        stopped="converged" if since >= patience else "steps",
+        n_starts=n_starts,
+        seed=seed,
+        settings=settings,
+        wall_s=wall,
+        wall_s_total=wall_before + wall,
+    )
+
+
+
+def _leaves_by_path(model: eqx.Module) -> tuple[list[str], list]:
+    paths, leaves = zip(*jax.tree_util.tree_flatten_with_path(model)[0])
+    return [jax.tree_util.keystr(p, simple=True, separator=".") for p in paths], list(leaves)

@@ -1,0 +1,141 @@
+"""What a fit leaves behind: fit.json (the record), fit.csv (per point) and fit.png (the figure).
+
+Every file is written to a temporary file in the output folder and moved into place
+(`os.replace`), so a reader never sees a half-written file.
+"""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+import ca_plast
+
+from ._fit import FitResult, versions
+from ._io import write_atomic
+from ._losses import chi2, predict
+from ._transforms import parameter_values
+
+
+def reference_score(result: FitResult) -> dict | None:
+    """Mean z^2 of the data set's published parameter set (if it has one) on the same points."""
+    name = result.dataset.reference
+    if name is None:
+        return None
+    data = result.dataset
+    model = np.asarray(predict(ca_plast.gb2012_preset(name), data.spikes()))
+    return {"preset": name, "chi2_mean": float(chi2(model, data.data, data.sem))}
+
+
+def summary(result: FitResult, *, hardware: str = "none") -> dict:
+    """The fit.json record: data set and modelling, free parameters before and after, losses, run facts."""
+    data = result.dataset
+    final = parameter_values(result.model)
+    return {
+        "dataset": data.name,
+        "modelling": data.modelling,
+        "modelling_note": data.modelling_note,
+        "n_points": data.n_points,
+        "init": result.init_name,
+        "free": list(result.free),
+        "params": result.params,
+        "initial": result.initial,
+        "fixed": {k: v for k, v in final.items() if k not in result.params},
+        "units": "time in ms (tau, tau_ca, D), calcium in units of theta_d, rates dimensionless",
+        "method": "closed-form",
+        "hardware": hardware,
+        "loss": result.loss,
+        "chi2_mean": result.chi2_mean,
+        "chi2_mean_initial": result.chi2_initial,
+        "reference": reference_score(result),
+        "steps": result.steps,
+        "stopped": result.stopped,
+        "n_starts": result.n_starts,
+        "seed": result.seed,
+        "settings": result.settings,
+        "start_losses": [float(v) for v in result.start_losses],
+        "history": [float(v) for v in result.history],
+        "wall_s": result.wall_s,
+        "wall_s_total": result.wall_s_total,
+        "versions": versions(),
+        "source": data.source,
+    }
+
+
+def table(result: FitResult) -> str:
+    """fit.csv: one row per data point (protocol, label, x, data, sem, model, initial, z)."""
+    data = result.dataset
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["protocol", "label", "x", "data", "sem", "model", "initial", "z"])
+    for i in range(data.n_points):
+        z = (result.prediction[i] - data.data[i]) / data.sem[i]
+        writer.writerow([data.protocols[i].name, data.labels[i], f"{data.x[i]:g}", f"{data.data[i]:.6g}",
+                         f"{data.sem[i]:.6g}", f"{result.prediction[i]:.6f}", f"{result.initial_prediction[i]:.6f}",
+                         f"{z:.4f}"])
+    return out.getvalue()
+
+
+def plot_fit(result: FitResult) -> Figure:
+    """Data (error bars), fitted model (solid) and initial model (dashed) per panel, plus the loss history."""
+    data = result.dataset
+    panels = list(dict.fromkeys(data.panel))
+    fig = Figure(figsize=(5.2 * len(panels) + 4.2, 4.6), layout="constrained")
+    axes = fig.subplots(1, len(panels) + 1, squeeze=False, width_ratios=[5] * len(panels) + [3.5])[0]
+    for ax, panel in zip(axes, panels):
+        in_panel = np.array([p == panel for p in data.panel])
+        categorical = not data.x_label
+        for colour, series in enumerate(dict.fromkeys(s for s, keep in zip(data.series, in_panel) if keep)):
+            idx = np.flatnonzero(in_panel & np.array([s == series for s in data.series]))
+            idx = idx[np.argsort(data.x[idx], kind="stable")]
+            x = data.x[idx]
+            c = f"C{colour}"
+            ax.errorbar(x, data.data[idx], yerr=data.sem[idx], fmt="o", color=c, ms=4, capsize=2, label=f"data {series}")
+            ax.plot(x, result.prediction[idx], "-" if not categorical else "s", color=c, lw=1.6, ms=5, mfc="none",
+                    label="fit")
+            ax.plot(x, result.initial_prediction[idx], "--" if not categorical else "x", color=c, lw=1, alpha=0.6,
+                    label="initial")
+        ax.axhline(1.0, color="0.6", lw=0.8)
+        if categorical:
+            ax.set_xticks(data.x[in_panel], [data.labels[i] for i in np.flatnonzero(in_panel)], rotation=60,
+                          ha="right", fontsize=7)
+        else:
+            ax.set_xlabel(data.x_label)
+            xs = data.x[in_panel]
+            if np.all(xs > 0) and xs.max() / xs.min() > 20:
+                ax.set_xscale("log")
+        ax.set_ylabel("change in synaptic strength (after / before)")
+        ax.set_title(panel or data.name, fontsize=10)
+        handles, _ = ax.get_legend_handles_labels()
+        styles = [Line2D([], [], color="0.3", ls="-" if not categorical else "", marker="" if not categorical else "s",
+                         mfc="none", label="fit"),
+                  Line2D([], [], color="0.3", ls="--" if not categorical else "", marker="" if not categorical else "x",
+                         alpha=0.6, label="initial")]
+        ax.legend(handles=[h for h in handles if h.get_label().startswith("data")] + styles, frameon=False, fontsize=7)
+    ax = axes[-1]
+    best = np.minimum.accumulate(result.history) if result.history.size else result.history
+    ax.plot(np.arange(1, best.size + 1), best, color="k", lw=1.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"best {result.loss} over {result.n_starts} starts")
+    ax.set_title("loss", fontsize=10)
+    init = result.init_name or "initial rule"
+    fig.suptitle(f"{data.name} ({data.modelling}): {init} → fit of {', '.join(result.free)}\n"
+                 f"mean z² {result.chi2_initial:.3g} → {result.chi2_mean:.3g} ({data.n_points} points)", fontsize=10)
+    return fig
+
+
+def write_report(result: FitResult, out: str | Path, *, hardware: str = "none") -> dict:
+    """Write fit.json, fit.csv and fit.png into the folder `out` (which must exist); returns the fit.json record."""
+    out = Path(out)
+    record = summary(result, hardware=hardware)
+    figure = io.BytesIO()
+    plot_fit(result).savefig(figure, format="png", dpi=110)
+    write_atomic(out / "fit.csv", table(result).encode())
+    write_atomic(out / "fit.png", figure.getvalue())
+    write_atomic(out / "fit.json", (json.dumps(record, indent=2) + "\n").encode())
+    return record
