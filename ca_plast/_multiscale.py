@@ -1,0 +1,313 @@
+"""Multi-timescale solver for synaptic tagging and capture over hours, and its fine-step reference.
+
+`solve_stc` is event-driven: one `jax.lax.scan` over the merged, sorted events of a protocol
+(calcium arrivals of presynaptic spikes after `D`, synaptic-current arrivals after the
+neuron's delay, imposed postsynaptic spikes, and a grid of record times every
+`record_every` ms). Between two events nothing but exponential decay of calcium happens, and
+`LuboeinskiTetzlaff2021.step` maps (h, p, z) over the interval exactly, with every threshold
+crossing of calcium and of h located inside the interval. Hence the time resolution is fine
+exactly where it is needed (a few ms between spikes during a tetanus) and coarse elsewhere
+(the record grid, tens of seconds, while the late phase evolves for hours), all inside one
+jit-compiled scan with no Python loop over time. With a `LeakyIntegrateAndFire` neuron, its
+threshold crossings inside an interval are found exactly (`first_spike`) and split the
+interval: the spike adds C_post to calcium and resets the neuron.
+
+Times stay exact over 8 h: every event is an integer tick plus an offset (`Spikes`) and
+intervals come from integer tick differences (`_spikes.interval`), never from an
+accumulated float clock. Reverse-mode gradients flow through the whole run; the scan runs in
+`jax.checkpoint`ed chunks, so memory grows with the number of chunks, not of events.
+
+`solve_stc_fine` is the plain reference: Euler-Maruyama steps of `spikes.unit` ms (0.2 ms,
+as in the model authors' code) with every Heaviside sampled at the step start.
+"""
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._custom_types import Array, Float, Int, Key
+from ._lif import LeakyIntegrateAndFire, LIFState
+from ._protocols import Protocol
+from ._spikes import Spikes, interval, shift, to_spikes
+from ._stc import LuboeinskiTetzlaff2021, STCState, STCStats
+
+CALCIUM, CURRENT, POST, RECORD, END = range(5)
+
+
+class STCSolution(eqx.Module):
+    """Result of an STC simulation (a leading trial axis on every array when batched).
+
+    `state`: final (h, p, z); `ts`: record times (ms from the protocol start, first 0);
+    `h`, `p`, `z`: values at the record times; `stats`: totals over the run (`STCStats`:
+    ms with protein synthesis and with each tag, extremes of h); `n_post`: postsynaptic
+    spikes; `n_late`: events left unprocessed because the neuron fired more than the solver
+    had room for (0 in a complete run; see `solve_stc`).
+    """
+
+    state: STCState
+    ts: Float[Array, "... n_records"]
+    h: Float[Array, "... n_records"]
+    p: Float[Array, "... n_records"]
+    z: Float[Array, "... n_records"]
+    stats: STCStats
+    n_post: Int[Array, "..."]
+    n_late: Int[Array, "..."]
+
+
+def _record_steps(record_every: float, unit: float, name: str) -> int:
+    steps = record_every / unit
+    if not (np.isfinite(steps) and steps >= 1 and abs(steps - round(steps)) < 1e-9 * steps):
+        raise ValueError(f"{name}: record_every must be a whole number >= 1 of {unit} ms steps, got {record_every!r} ms")
+    return int(round(steps))
+
+
+def _merge(streams, spikes: Spikes):
+    """Intervals (ms) from the previous event, kinds and activity of the merged, sorted events.
+
+    `streams`: (tick, offset, mask, kind) arrays. Events past the protocol's end move onto the
+    end and do not act; the END event closes the list. Simultaneous events keep kind order.
+    """
+    unit = spikes.unit
+    ticks = jnp.concatenate([s[0] for s in streams] + [spikes.end_tick[None]])
+    offsets = jnp.concatenate([s[1] for s in streams] + [spikes.end_offset[None]])
+    masks = jnp.concatenate([s[2] for s in streams] + [jnp.array([True])])
+    kinds = jnp.concatenate([jnp.full(s[0].shape, s[3]) for s in streams] + [jnp.array([END])])
+    past_end = (ticks > spikes.end_tick) | ((ticks == spikes.end_tick) & (offsets > spikes.end_offset))
+    ticks = jnp.where(past_end, spikes.end_tick, ticks)
+    offsets = jnp.where(past_end, spikes.end_offset, offsets)
+    order = jnp.lexsort((kinds, jax.lax.stop_gradient(offsets), ticks))
+    ticks, offsets, kinds, masks = ticks[order], offsets[order], kinds[order], (masks & ~past_end)[order]
+    prev_tick = jnp.concatenate([jnp.zeros((1,), ticks.dtype), ticks[:-1]])
+    prev_offset = jnp.concatenate([jnp.zeros((1,), offsets.dtype), offsets[:-1]])
+    return interval(prev_tick, prev_offset, ticks, offsets, unit), kinds, masks
+
+
+def _apply(flag: Array, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
+
+
+def solve_stc(
+    rule: LuboeinskiTetzlaff2021,
+    spikes: Spikes,
+    *,
+    neuron: LeakyIntegrateAndFire | None = None,
+    key: Key | None = None,
+    record_every: float = 30_000.0,
+    max_post_spikes: int = 64,
+    chunk: int = 32,
+) -> STCSolution:
+    """Simulate one synapse through one protocol (unbatched `spikes`), multi-timescale and exact.
+
+    `neuron`: None to take the postsynaptic spikes from the protocol; a
+    `LeakyIntegrateAndFire` to have the neuron fire, driven by the synapse's weight w
+    (protocol post spikes are then imposed spikes of the neuron). `key` (keyword-only):
+    plasticity noise (all normals drawn at once from it); None for noise off.
+    `record_every`: record grid (ms, a whole number of `spikes.unit` ticks).
+
+    Each scan iteration advances to the next event, or to the neuron's next threshold
+    crossing when that comes first (the event then waits for the next iteration); so the
+    scan has one iteration per event plus `max_post_spikes` spare ones for the neuron's
+    spikes. A run whose neuron fires more often stops short: `n_late` counts the events left
+    unprocessed (`simulate_stc` then reruns with more room). `chunk`: iterations per
+    `jax.checkpoint`ed block.
+    """
+    unit = spikes.unit
+    if spikes.pre_tick.ndim != 1:
+        raise ValueError(f"solve_stc: expected unbatched spikes (1-d trains); got shape {spikes.pre_tick.shape}; vmap over the batch")
+    if int(max_post_spikes) != max_post_spikes or max_post_spikes < 0:
+        raise ValueError(f"solve_stc: max_post_spikes must be a whole number >= 0, got {max_post_spikes!r}")
+    if int(chunk) != chunk or chunk < 1:
+        raise ValueError(f"solve_stc: chunk must be a whole number of iterations >= 1, got {chunk!r}")
+    record_steps = _record_steps(record_every, unit, "solve_stc")
+    n_records = spikes.n_ticks // record_steps
+    calcium = rule.calcium
+    streams = [(*shift(spikes.pre_tick, spikes.pre_offset, calcium.D, unit), spikes.pre_mask, CALCIUM)]
+    if neuron is not None:
+        streams.append((*shift(spikes.pre_tick, spikes.pre_offset, neuron.delay, unit), spikes.pre_mask, CURRENT))
+    streams.append((spikes.post_tick, spikes.post_offset, spikes.post_mask, POST))
+    record_tick = jnp.asarray(record_steps * np.arange(1, n_records + 1), spikes.end_tick.dtype)
+    streams.append((record_tick, jnp.zeros(n_records, spikes.end_offset.dtype), jnp.ones(n_records, bool), RECORD))
+    lengths, kinds, active = _merge(streams, spikes)
+    n_events = lengths.shape[0]
+    n_chunks = -(-(n_events + (0 if neuron is None else int(max_post_spikes))) // chunk)
+    normals = None if key is None else jax.random.normal(key, (n_chunks, chunk, 2), lengths.dtype)
+
+    def iteration(carry, normal):
+        state, syn, lif, stats, n_post, ptr, elapsed = carry
+        live = ptr < n_events
+        i = jnp.minimum(ptr, n_events - 1)
+        s = jnp.where(live, lengths[i] - elapsed, 0.0)
+        kind, act = kinds[i], active[i] & live
+        fire, segment = jnp.array(False), s
+        if neuron is not None:
+            fire, segment = neuron.first_spike(lif, s)
+            fire = fire & live
+        syn, piece = rule.step(syn, calcium.concentration(state), segment, normal)
+        stats = stats.then(piece)
+        state = calcium.decay(state, segment)
+        reached = live & ~fire
+        state = _apply(fire | (reached & act & (kind == POST)), calcium.on_post(state), state)
+        state = _apply(reached & act & (kind == CALCIUM), calcium.on_pre(state), state)
+        if neuron is not None:
+            lif = neuron.propagate(lif, segment)
+            lif = _apply(reached & act & (kind == CURRENT), neuron.on_input(lif, rule.weight(syn)), lif)
+            lif = _apply(fire | (reached & act & (kind == POST)), neuron.on_spike(lif), lif)
+        n_post = n_post + fire + (reached & act & (kind == POST))
+        carry = (state, syn, lif, stats, n_post, ptr + reached, jnp.where(reached, 0.0, elapsed + segment))
+        return carry, (syn.h, syn.p, syn.z, reached & (kind == RECORD))
+
+    @jax.checkpoint
+    def block(carry, xs):
+        return jax.lax.scan(iteration, carry, xs, length=chunk)
+
+    start = rule.init()
+    zero = jnp.zeros((), jnp.int32)
+    lif = None if neuron is None else neuron.init()
+    init = (calcium.init(), start, lif, STCStats.start(start.h), zero, zero, jnp.zeros_like(lengths[0]))
+    (_, syn, _, stats, n_post, ptr, _), (h, p, z, recorded) = jax.lax.scan(block, init, normals, length=n_chunks)
+    where = jnp.nonzero(recorded.reshape(-1), size=n_records)[0]
+    h, p, z = (jnp.concatenate([first[None], values.reshape(-1)[where]]) for first, values in zip((start.h, start.p, start.z), (h, p, z)))
+    ts = unit * np.arange(n_records + 1) * record_steps
+    return STCSolution(state=syn, ts=jnp.asarray(ts, h.dtype), h=h, p=p, z=z, stats=stats, n_post=n_post,
+                       n_late=n_events - ptr)
+
+
+def solve_stc_fine(
+    rule: LuboeinskiTetzlaff2021,
+    spikes: Spikes,
+    *,
+    neuron: LeakyIntegrateAndFire | None = None,
+    key: Key | None = None,
+    record_every: float = 30_000.0,
+) -> STCSolution:
+    """Plain fine-step reference: Euler-Maruyama steps of `spikes.unit` ms, Heavisides sampled.
+
+    Each spike acts at the step nearest to its arrival; calcium and the neuron are propagated
+    exactly over a step (`LeakyIntegrateAndFire.propagate`), the neuron fires when V >= V_th
+    at a step's end (its calcium acts at the next step). (h, p, z) take explicit steps of
+    `rule.vector_field` with the calcium at the step start. Same arguments and result as
+    `solve_stc` (the stats are sampled at the steps); records every `record_every` ms.
+    A reference for short runs and for checking `solve_stc`: it costs one step per 0.2 ms.
+    """
+    dt = spikes.unit
+    if spikes.pre_tick.ndim != 1:
+        raise ValueError(f"solve_stc_fine: expected unbatched spikes (1-d trains); got shape {spikes.pre_tick.shape}; vmap over the batch")
+    steps = _record_steps(record_every, dt, "solve_stc_fine")
+    n_records = spikes.n_ticks // steps
+    n_steps = spikes.end_tick + (spikes.end_offset >= dt / 2)
+    calcium = rule.calcium
+    dtype = spikes.pre_offset.dtype
+    dt_ = jnp.asarray(dt, dtype)
+
+    def nearest(tick, offset, delay):
+        tick, offset = shift(tick, offset, delay, dt)
+        return tick + (offset >= dt / 2)
+
+    arrivals = [nearest(spikes.pre_tick, spikes.pre_offset, calcium.D), nearest(spikes.post_tick, spikes.post_offset, 0.0)]
+    masks = [spikes.pre_mask, spikes.post_mask]
+    if neuron is not None:
+        arrivals.append(nearest(spikes.pre_tick, spikes.pre_offset, neuron.delay))
+        masks.append(spikes.pre_mask)
+    bound = spikes.max_per_tick
+
+    def arrive(stream, ptr, k, apply, state):
+        """Apply `apply` once per arrival of `stream` at step k (at most `bound`); sorted arrivals."""
+        ticks, mask = arrivals[stream], masks[stream]
+        n = ticks.shape[0]
+        count = jnp.zeros((), jnp.int32)
+        for _ in range(bound):
+            i = jnp.minimum(ptr, n - 1)
+            hit = (ptr < n) & mask[i] & (ticks[i] == k)
+            state = _apply(hit, apply(state), state)
+            ptr, count = ptr + hit, count + hit
+        return state, ptr, count
+
+    def step(carry, x):
+        state, syn, lif, fired, stats, n_post, ptrs = carry
+        k, normal = x
+        state, ptr_ca, _ = arrive(0, ptrs[0], k, calcium.on_pre, state)
+        state = _apply(fired, calcium.on_post(state), state)
+        state, ptr_post, forced = arrive(1, ptrs[1], k, calcium.on_post, state)
+        drift, amplitude = rule.vector_field(syn, calcium.concentration(state))
+        noise = 0.0 if normal is None else amplitude * jnp.sqrt(dt_) * normal
+        syn = STCState(h=syn.h + dt_ * drift.h + noise, p=syn.p + dt_ * drift.p, z=syn.z + dt_ * drift.z)
+        pro, ltp, ltd = rule._flags(syn.h - rule.h0)
+        stats = STCStats(
+            time_pro=stats.time_pro + dt_ * pro,
+            time_tag_ltp=stats.time_tag_ltp + dt_ * ltp,
+            time_tag_ltd=stats.time_tag_ltd + dt_ * ltd,
+            h_max=jnp.maximum(stats.h_max, syn.h),
+            h_min=jnp.minimum(stats.h_min, syn.h),
+        )
+        state = calcium.decay(state, dt_)
+        if neuron is not None:
+            w = rule.weight(syn)
+            lif, ptr_cur, _ = arrive(2, ptrs[2], k, lambda v: neuron.on_input(v, w), lif)
+            lif = _apply(forced > 0, neuron.on_spike(lif), lif)
+            lif = neuron.propagate(lif, dt_)
+            fired = lif.V >= neuron.V_th
+            lif = _apply(fired, neuron.on_spike(lif), lif)
+            ptrs = (ptr_ca, ptr_post, ptr_cur)
+        else:
+            ptrs = (ptr_ca, ptr_post)
+        new = (state, syn, lif, fired, stats, n_post + forced + fired, ptrs)
+        # Steps past the protocol's end (the last block's tail) change nothing.
+        return _apply(k < n_steps, new, carry), None
+
+    @jax.checkpoint
+    def block(carry, index):
+        normals = None if key is None else jax.random.normal(jax.random.fold_in(key, index), (steps,), dtype)
+        carry, _ = jax.lax.scan(step, carry, (index * steps + jnp.arange(steps), normals))
+        syn = carry[1]
+        return carry, (syn.h, syn.p, syn.z)
+
+    start = rule.init()
+    zero = jnp.zeros((), jnp.int32)
+    lif = None if neuron is None else neuron.init()
+    ptrs = (zero,) * len(arrivals)
+    init = (calcium.init(), start, lif, jnp.array(False), STCStats.start(start.h), zero, ptrs)
+    n_blocks = -(-spikes.n_ticks // steps)
+    (_, syn, _, _, stats, n_post, _), trace = jax.lax.scan(block, init, jnp.arange(n_blocks))
+    h, p, z = (jnp.concatenate([first[None], values[:n_records]]) for first, values in zip((start.h, start.p, start.z), trace))
+    ts = dt * steps * np.arange(n_records + 1)
+    return STCSolution(state=syn, ts=jnp.asarray(ts, h.dtype), h=h, p=p, z=z, stats=stats, n_post=n_post, n_late=zero)
+
+
+@eqx.filter_jit
+def _batched(rule, neuron, spikes, keys, record_every, max_post_spikes):
+    def one(sp, key):
+        return solve_stc(rule, sp, neuron=neuron, key=key, record_every=record_every, max_post_spikes=max_post_spikes)
+
+    return jax.vmap(one)(spikes, keys)
+
+
+def simulate_stc(
+    rule: LuboeinskiTetzlaff2021,
+    protocols: Sequence[Protocol],
+    *,
+    key: Key | None = None,
+    neuron: LeakyIntegrateAndFire | None = None,
+    record_every: float = 30_000.0,
+    unit: float = 1.0,
+    max_post_spikes: int = 64,
+) -> STCSolution:
+    """Simulate a batch of trials (one protocol each) with `solve_stc`, jit-compiled and vmapped.
+
+    `key`: noise key (keyword-only); trial i uses `fold_in(key, i)`; None for noise off.
+    `neuron`: None (postsynaptic spikes from the protocols) or a `LeakyIntegrateAndFire`.
+    `unit`: tick of the device time representation (ms). When a neuron fires more than
+    `max_post_spikes` times in a trial, the batch is rerun with twice the room. The result
+    has a leading trial axis.
+    """
+    protocols = list(protocols)
+    spikes = to_spikes(protocols, unit=unit)
+    keys = None if key is None else jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(protocols)))
+    room = int(max_post_spikes)
+    while True:
+        solution = _batched(rule, neuron, spikes, keys, float(record_every), room)
+        if neuron is None or not np.any(np.asarray(solution.n_late)):
+            return solution
+        room *= 2
