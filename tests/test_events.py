@@ -71,6 +71,8 @@ def test_other_calcium_models_match_scan(calcium, protocol):
     np.testing.assert_allclose(events.rho, scan.rho, atol=1e-4, rtol=0)
     assert tree_allclose(events.calcium, scan.calcium, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose([events.time_p, events.time_d], [scan.time_p, scan.time_d], rtol=1e-9)
+    if isinstance(calcium, cp.CoincidenceCalcium):  # the bonus acted: c = 0.5 e^{-0.05/50} + 1 + 2 after each post spike
+        np.testing.assert_allclose(events.time_d, 2 * 50.0 * np.log(0.5 * np.exp(-0.05 / 50.0) + 3.0), rtol=1e-9)
 
 
 def _pieces(rule, protocol):
@@ -132,13 +134,17 @@ def test_deterministic_matches_ode_reference():
     assert errors[1] < errors[0] / 8
 
 
-def test_long_silent_gap():
-    """A 10 s gap with only the cubic acting (RK4 tail) vs the ODE reference, slow and fast tau."""
-    protocol = cp.Protocol(pre=[0.0, 10_000.0], post=[10.0, 10_010.0], duration=20_000.0)
+def test_long_silent_gaps():
+    """Gaps of 10 s and 60 s where the cubic acts alone (RK4 tail) vs the ODE reference, for
+    tau = 150 s (DP) and 33.76 s (the shortest preset tau)."""
+    protocols = [cp.Protocol(pre=[0.0, gap], post=[10.0, gap + 10.0], duration=2 * gap) for gap in (10_000.0, 60_000.0)]
+    spikes = cp.to_spikes(protocols)
     for tau in (150_000.0, 33_760.0):
         rule = eqx.tree_at(lambda r: r.tau, cp.gb2012_preset("DP"), jnp.asarray(tau))
-        rho = solve(rule, cp.to_spikes(protocol), RHO0).rho
-        np.testing.assert_allclose(rho, _ode_reference(rule, protocol, RHO0), atol=1e-6, rtol=0)
+        rho = jax.vmap(lambda s, rule=rule: solve(rule, s, RHO0, drive_steps=4).rho)(spikes)
+        reference = np.stack([_ode_reference(rule, p, RHO0) for p in protocols])
+        print(f"tau {tau} ms: max error {np.abs(np.asarray(rho) - reference).max():.2e}")
+        np.testing.assert_allclose(rho, reference, atol=1e-6, rtol=0)
 
 
 def test_times_above_and_calcium_match_closed_form():
@@ -344,7 +350,7 @@ def test_bad_input():
         cp.stdp_ratios(rule, [protocol], method="events")
 
 
-def test_cli_method_events(tmp_path, capsys):
+def test_cli_method_events(tmp_path):
     out = tmp_path / "curve.csv"
     assert main(["stdp", "--preset", "DP", "--method", "events", "--dt-range=-10:10:10", "--trials", "200",
                  "--csv", str(out)]) == 0
