@@ -10,7 +10,6 @@ authors' description of it differ, each is a selectable *modelling* of the data 
 
 import csv
 import dataclasses
-import re
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path

@@ -385,7 +385,6 @@ def fit(
     )
 
 
-
 def _leaves_by_path(model: eqx.Module) -> tuple[list[str], list]:
     paths, leaves = zip(*jax.tree_util.tree_flatten_with_path(model)[0])
     return [jax.tree_util.keystr(p, simple=True, separator=".") for p in paths], list(leaves)
