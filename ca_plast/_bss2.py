@@ -1,6 +1,6 @@
 """BrainScaleS-2 emulation: analog calcium, plasticity solved periodically in fixed point.
 
-On BSS-2 (DESIGN.md section 3; Luboeinski, Billaudelle et al. 2024, arXiv:2412.02515) the
+On BSS-2 (DESIGN.md section 3; the multi-timescale plasticity paper, arXiv:2412.02515) the
 calcium trace is an analog circuit that runs continuously, 1000x faster than biology, while
 the plasticity ODE is solved by the plasticity processing unit (PPU) under a timer: every
 update period it reads the analog state through the column ADC (CADC), computes the update
@@ -20,9 +20,9 @@ The emulation here (`solve_hardware`) does exactly that for every update period:
    `cadc_bits` bits and optional Gaussian temporal noise (`read_noise`, in LSB);
 3. PPU: one explicit step of the rule's ODE over the period with the read times
    (`gamma_p (1 - rho) T_p - gamma_d rho T_d` plus the cubic drift, and the rule's noise
-   `sigma sqrt((T_p + T_d) / tau) N(0, 1)`), rounded into the state format
-   (`FixedPoint.accumulate`). `state=None` instead applies the exact float update of the
-   period: the float model, with the same random numbers, as the reference.
+   `sigma sqrt((T_p + T_d) / tau) N(0, 1)`), rounded into the state format, which holds
+   `rho - offset` (`FixedPoint.accumulate`). `state=None` instead applies the exact float
+   update of the period: the float model, with the same random numbers, as the reference.
 
 Random numbers: the rule's noise uses `jax.random.normal(fold_in(key, period_index))`
 (as `solve_scan` does per chunk); rounding uses one cheap counter-based U[0, 1) number per
