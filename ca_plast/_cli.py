@@ -110,6 +110,17 @@ def _write_atomic(path: str, text: str) -> None:
 _DELEGATED = {"fit": "fitting._cli", "stc": "ca_plast._stc_cli"}
 
 
+def _join_ranges(argv: list[str]) -> list[str]:
+    """Let `--dt-range -100:100:10` through: argparse would read a value starting with '-' as an option."""
+    out = []
+    for arg in argv:
+        if out and out[-1] == "--dt-range" and arg.startswith("-"):
+            out[-1] = f"--dt-range={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ca-plast", description="Calcium-based synaptic plasticity in JAX")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -128,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
-        args, extra = parser.parse_known_args(argv)
+        args, extra = parser.parse_known_args(_join_ranges(sys.argv[1:] if argv is None else argv))
         if getattr(args, "unavailable", False):
             raise UsageError(f"ca-plast {args.command}: not available yet in this version")
         if extra:

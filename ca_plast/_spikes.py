@@ -46,9 +46,9 @@ class Spikes(eqx.Module):
 def _split(times: np.ndarray, unit: float) -> tuple[np.ndarray, np.ndarray]:
     ticks = np.floor(times / unit)
     offsets = times - ticks * unit
-    # Guard the float64 edge where offset rounds up to a whole unit.
-    carry = offsets >= unit
-    return (ticks + carry).astype(np.int64), np.where(carry, offsets - unit, offsets)
+    # Guard the float64 edges where times / unit rounds across a whole number.
+    carry = (offsets >= unit).astype(np.int64) - (offsets < 0)
+    return ticks.astype(np.int64) + carry, np.maximum(offsets - carry * unit, 0.0)
 
 
 def _max_per_window(times: np.ndarray, width: float) -> int:

@@ -1,5 +1,6 @@
 """Test configuration: float64 for reference comparisons, strict promotion, seeded keys."""
 
+import os
 import random
 
 import jax
@@ -13,8 +14,14 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 @pytest.fixture
 def getkey():
-    """Return a function giving fresh PRNG keys; the seed is printed so failures reproduce."""
-    seed = random.randint(0, 2**31 - 1)
+    """Return a function giving fresh PRNG keys; the seed is printed so failures reproduce.
+
+    The seed is fixed (CI must be deterministic: statistical tests at 3 standard errors would
+    otherwise fail now and then by design); set CA_PLAST_TEST_SEED to an integer, or to
+    "random", to exercise other seeds.
+    """
+    choice = os.environ.get("CA_PLAST_TEST_SEED", "0")
+    seed = random.randint(0, 2**31 - 1) if choice == "random" else int(choice)
     print(f"getkey seed: {seed}")
     counter = iter(range(10**9))
 

@@ -61,6 +61,12 @@ def test_entry_point_has_no_traceback():
     assert "--dt-range must be START:STOP:STEP" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_negative_range_start_is_accepted(capsys):
+    assert main(["stdp", "--preset", "DP", "--dt-range", "-10:10:10"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [float(r.split(",")[0]) for r in rows] == [-10.0, 0.0, 10.0]
+
+
 def test_parse_range_includes_stop():
     np.testing.assert_allclose(parse_range("-100:100:10"), np.arange(-100, 101, 10))
     np.testing.assert_allclose(parse_range("0:1:0.25"), [0, 0.25, 0.5, 0.75, 1.0])

@@ -115,3 +115,12 @@ def test_builders_reject_bad_arguments():
         cp.to_spikes(cp.pairs(10.0), unit=-0.1)
     with pytest.raises(ValueError, match="kind must be"):
         cp.triplet("pre-pre-post", 1.0, 2.0)
+
+
+def test_offsets_stay_in_range_at_rounding_edges():
+    times = np.array([1000.05, 0.3, 0.7, 123456.789, 2.9999999999999996])
+    for unit in (0.01, 0.1, 0.3):
+        s = cp.to_spikes(cp.Protocol(pre=np.sort(times), post=[], duration=2e5), unit=unit)
+        offset = np.asarray(s.pre_offset)
+        assert np.all((offset >= 0) & (offset < unit))
+        np.testing.assert_allclose(np.asarray(s.pre_tick) * unit + offset, np.sort(times), rtol=0, atol=1e-9)
