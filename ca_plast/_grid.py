@@ -59,12 +59,23 @@ def map_sharded(fn: Callable, batch: PyTree, *, mesh: Mesh | None = None) -> PyT
     """`jax.vmap(fn)(batch)` with the batch axis sharded over the mesh's devices.
 
     `batch`: a pytree whose arrays share a leading batch axis (non-array leaves are static).
-    The result has the original batch size.
+    The result has the original batch size. The compiled program is cached per `fn` object:
+    pass a module-level function, not a fresh lambda, to avoid recompiling on every call.
     """
     mesh = device_mesh() if mesh is None else mesh
     sharded, n = shard_batch(batch, mesh)
-    out = eqx.filter_jit(eqx.filter_vmap(fn))(sharded)
+    out = _vmapped(fn, sharded)
     return jax.tree.map(lambda x: x[:n], out)
+
+
+@eqx.filter_jit
+def _vmapped(fn, batch):
+    # `fn` is static: pass the same function object to reuse the compiled program.
+    return eqx.filter_vmap(fn)(batch)
+
+
+def _pair_ratio(pair: tuple[GraupnerBrunel2012, Spikes]) -> Array:
+    return closed_form_ratio(*pair)
 
 
 def stack(trees: Sequence[PyTree]) -> PyTree:
@@ -85,5 +96,5 @@ def closed_form_grid(rules: GraupnerBrunel2012, spikes: Spikes, *, mesh: Mesh | 
     grid_spikes = jax.tree.map(lambda x: jnp.tile(x, (n_rules,) + (1,) * (x.ndim - 1)), eqx.filter(spikes, eqx.is_array))
     batch = (eqx.combine(grid_rules, eqx.filter(rules, eqx.is_array, inverse=True)),
              eqx.combine(grid_spikes, eqx.filter(spikes, eqx.is_array, inverse=True)))
-    ratios = map_sharded(lambda pair: closed_form_ratio(*pair), batch, mesh=mesh)
+    ratios = map_sharded(_pair_ratio, batch, mesh=mesh)
     return ratios.reshape(n_rules, n_protocols)
