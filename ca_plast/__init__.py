@@ -4,6 +4,7 @@ from ._bss2 import (
     BSS2 as BSS2,
     grid_population_ratio as grid_population_ratio,
     hardware_populations as hardware_populations,
+    hardware_prediction as hardware_prediction,
     hardware_ratios as hardware_ratios,
     solve_hardware as solve_hardware,
     tie_shift as tie_shift,

@@ -222,6 +222,33 @@ def ppu_increment(rule: GraupnerBrunel2012, rho: Array, T_p: Array, T_d: Array, 
     return drift / rule.tau + rule.sigma * spread * normal
 
 
+def _normal_when(active: Array, key: Key, shape: tuple[int, ...], dtype) -> Array:
+    """Standard normals of `shape` from `key` if `active`, else zeros (the noise is then multiplied by 0).
+
+    The draw dominates the cost of a period, and calcium is above threshold in a few percent
+    of periods only. Under `vmap` a plain `cond` with a batched predicate (e.g. one per fit
+    start) would become a select and draw every period; the batching rule here draws
+    whenever any member of the batch is active, with the same numbers as unbatched.
+    """
+
+    def draw(k):
+        return jax.random.normal(k, shape, dtype)
+
+    @jax.custom_batching.custom_vmap
+    def normal_when(active, key):
+        return jax.lax.cond(active, lambda: draw(key), lambda: jnp.zeros(shape, dtype))
+
+    @normal_when.def_vmap
+    def _(axis_size, in_batched, active, key):
+        active_batched, key_batched = in_batched
+        any_active = jnp.any(active) if active_batched else active
+        if key_batched:
+            return jax.lax.cond(any_active, lambda: jax.vmap(draw)(key), lambda: jnp.zeros((axis_size, *shape), dtype)), True
+        return normal_when(any_active, key), False
+
+    return normal_when(active, key)
+
+
 def _as_configs(hardware) -> tuple[BSS2, ...]:
     configs = (hardware,) if isinstance(hardware, BSS2) else tuple(hardware)
     if not configs or not all(isinstance(c, BSS2) for c in configs):
@@ -309,12 +336,7 @@ def solve_hardware(
         (state, ptr_pre, ptr_post, a_p, a_d), affine = advance((*analog, zero, zero), first + jnp.arange(m))
         elapsed = jnp.clip(n_steps - first, 0, m).astype(dtype) * unit_
         c = concentration(state)
-        active = jnp.any(a_p + a_d > 0)
-        normal = jax.lax.cond(
-            active,
-            lambda: jax.random.normal(jax.random.fold_in(key, k), rho_flat.shape, dtype),
-            lambda: jnp.zeros(rho_flat.shape, dtype),
-        )
+        normal = _normal_when(jnp.any(a_p + a_d > 0), jax.random.fold_in(key, k), rho_flat.shape, dtype)
         uniform = counter_uniform(round_seeds, k, dtype) if random_rounding else None
         noise = None
         if read_noise:
@@ -334,7 +356,13 @@ def solve_hardware(
 
     @jax.checkpoint
     def run_chunk(carry, index):
-        carry, _ = jax.lax.scan(period_update, carry, index * chunk + jnp.arange(chunk))
+        # Chunks wholly past this protocol's end (padding of a batch) change nothing: skip them.
+        carry = jax.lax.cond(
+            index * chunk * m < n_steps,
+            lambda c: jax.lax.scan(period_update, c, index * chunk + jnp.arange(chunk))[0],
+            lambda c: c,
+            carry,
+        )
         return carry, (concentration(carry[0][0]), carry[2])
 
     zero = jnp.zeros(rho_flat.shape if configs[0].mismatched else (), dtype)
@@ -440,3 +468,43 @@ def grid_population_ratio(rule: GraupnerBrunel2012, rho_from_down: Array, rho_fr
     high = population_ratio(rule, rho_from_down + shift, rho_from_up + shift)
     low = population_ratio(rule, rho_from_down - shift, rho_from_up - shift)
     return (high[0] + low[0]) / 2, (high[1] + low[1]) / 2
+
+
+def hardware_prediction(
+    rule: GraupnerBrunel2012,
+    spikes: Spikes,
+    hardware: BSS2,
+    *,
+    key: Key,
+    n_synapses: int = 64,
+    width: float = 0.02,
+) -> Array:
+    """Differentiable change ratio of each protocol of batched `spikes` under hardware emulation.
+
+    For quantisation-aware fitting: `n_synapses` synapses start DOWN and as many UP per
+    protocol (`solve_hardware`, protocol i with `fold_in(key, i)`); gradients pass the
+    rounding and the CADC by the straight-through estimator, and the UP/DOWN readout is
+    smoothed, `P(UP) = mean(sigmoid((rho - rho_star) / width))` (a synapse exactly at rho_star
+    counts half, as in `grid_population_ratio`). With a fixed key the prediction is a
+    deterministic function of the rule's parameters (common random numbers from step to
+    step). Shape `(n_protocols,)`.
+    """
+    if not isinstance(hardware, BSS2):
+        raise ValueError(f"hardware_prediction: hardware must be a BSS2 configuration, got {hardware!r}")
+    if int(n_synapses) != n_synapses or n_synapses < 1:
+        raise ValueError(f"hardware_prediction: n_synapses must be a whole number >= 1, got {n_synapses!r}")
+    if not (np.isfinite(width) and width > 0):
+        raise ValueError(f"hardware_prediction: width must be > 0, got {width!r}")
+    n = int(n_synapses)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(spikes.pre_tick.shape[0]))
+
+    def one(args):
+        sp, k = args
+        dtype = sp.pre_offset.dtype
+        rho0 = jnp.concatenate([jnp.zeros(n, dtype), jnp.ones(n, dtype)])
+        rho = solve_hardware(rule, sp, rho0, hardware=hardware, key=k).rho
+        up = jnp.mean(jax.nn.sigmoid((rho[:n] - rule.rho_star) / width))
+        down = jnp.mean(jax.nn.sigmoid((rule.rho_star - rho[n:]) / width))
+        return rule.change_ratio(up, down)
+
+    return jax.lax.map(one, (spikes, keys))

@@ -63,8 +63,6 @@ def run(args) -> int:
 
     if args.hardware not in ("none", "bss2"):
         raise UsageError(f"unknown --hardware {args.hardware!r}; valid: none, bss2")
-    if args.hardware == "bss2":
-        raise UsageError("ca-plast fit --hardware bss2 is not available yet; fit with --hardware none")
     if args.dataset not in DATASETS:
         raise UsageError(f"unknown data set {args.dataset!r}; valid data sets: {', '.join(DATASETS)}")
     if args.init not in ca_plast.GB2012_PRESETS:
@@ -90,7 +88,8 @@ def run(args) -> int:
 
     try:
         result = fit(dataset, args.init, free, steps=args.steps, n_starts=args.starts, seed=args.seed, loss=args.loss,
-                     checkpoint=checkpoint, resume=args.resume, progress=True)
+                     checkpoint=checkpoint, resume=args.resume, progress=True,
+                     hardware=ca_plast.BSS2() if args.hardware == "bss2" else None)
     except KeyboardInterrupt:
         print(f"ca-plast fit: interrupted; the checkpoint {checkpoint} holds the progress, continue with --resume",
               file=sys.stderr)

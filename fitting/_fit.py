@@ -56,9 +56,10 @@ class _Problem(eqx.Module):
     sem: Array
     free: FreeParameters
     loss: str = eqx.field(static=True)
+    hardware: ca_plast.BSS2 | None = None
 
     def objective(self, u: PyTree, static: PyTree) -> Array:
-        return LOSSES[self.loss](predict(self.free.combine(u, static), self.spikes), self.data, self.sem)
+        return LOSSES[self.loss](predict(self.free.combine(u, static), self.spikes, self.hardware), self.data, self.sem)
 
 
 class _State(eqx.Module):
@@ -260,6 +261,7 @@ def fit(
     checkpoint_every: int = 100,
     resume: bool = False,
     progress: bool = False,
+    hardware: ca_plast.BSS2 | None = None,
 ) -> FitResult:
     """Fit the `free` parameters of a GB2012 rule to `dataset` (closed-form predictions).
 
@@ -275,6 +277,9 @@ def fit(
     without a relative improvement of `tol`. `checkpoint`: file written atomically every
     `checkpoint_every` steps, at the end and on interruption; `resume=True` continues from
     it (the fit's settings must match). `progress`: draw a progress bar on stderr.
+    `hardware`: a `ca_plast.BSS2` configuration to fit through BSS-2 emulation instead of
+    the closed form (quantisation-aware fitting, `predict`); each start then costs seconds
+    per step, so use few starts.
     """
     started = time.monotonic()
     if isinstance(init, str):
@@ -301,8 +306,9 @@ def fit(
     if resume and (checkpoint is None or not checkpoint.exists()):
         raise ValueError(f"fit: nothing to resume: no checkpoint at {checkpoint}")
 
-    problem = _Problem(dataset.spikes(), jnp.asarray(dataset.data, dtype=float), jnp.asarray(dataset.sem, dtype=float),
-                       free_parameters, loss)
+    spikes = dataset.spikes() if hardware is None else dataset.spikes(unit=hardware.period)
+    problem = _Problem(spikes, jnp.asarray(dataset.data, dtype=float), jnp.asarray(dataset.sem, dtype=float),
+                       free_parameters, loss, hardware)
     optimizer = _optimizer(learning_rate, halving_steps, 0.01)
     u0, static = free_parameters.split(init)
     settings = {
@@ -313,7 +319,7 @@ def fit(
     meta = {
         "format": CHECKPOINT_FORMAT, "dataset": dataset.name, "modelling": dataset.modelling,
         "data": [float(v) for v in dataset.data], "sem": [float(v) for v in dataset.sem],
-        "free": list(free_parameters.names), "loss": loss,
+        "free": list(free_parameters.names), "loss": loss, "hardware": None if hardware is None else repr(hardware),
         "init": {k: float(np.asarray(v)) for k, v in zip(*_leaves_by_path(init))},
         **settings,
     }
@@ -357,7 +363,7 @@ def fit(
     winner = int(np.argmin(np.asarray(state.best_loss)))
     model = free_parameters.combine(jax.tree.map(lambda x: x[winner], state.best_u), static)
     spikes, data, sem = problem.spikes, problem.data, problem.sem
-    prediction, initial_prediction = (np.asarray(predict(m, spikes)) for m in (model, init))
+    prediction, initial_prediction = (np.asarray(predict(m, spikes, hardware)) for m in (model, init))
     wall = time.monotonic() - started
     return FitResult(
         dataset=dataset,

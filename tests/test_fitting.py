@@ -426,7 +426,7 @@ def test_cli_resume_matches_uninterrupted(tmp_path):
     (["--dataset", "sjostrom2001", "--init", "XY"], "unknown preset 'XY'"),
     (["--dataset", "sjostrom2001", "--init", "DP", "--free", "theta_p,theta_q"], "unknown free parameter 'theta_q'"),
     (["--dataset", "sjostrom2001", "--init", "DP", "--free", "calcium"], "unknown free parameter 'calcium'"),
-    (["--dataset", "sjostrom2001", "--init", "DP", "--hardware", "bss2"], "not available yet"),
+    (["--dataset", "sjostrom2001", "--init", "DP", "--hardware", "loihi"], "unknown --hardware 'loihi'"),
     (["--dataset", "sjostrom2001", "--init", "DP", "--modelling", "bursts"], "unknown --modelling 'bursts'"),
     (["--dataset", "sjostrom2001", "--init", "DP", "--resume"], "no checkpoint"),
 ])

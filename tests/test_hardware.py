@@ -326,6 +326,43 @@ def test_stdp_ratios_dispatch(dp, getkey):
     assert ratio.shape == sem.shape == (1,) and np.array_equal(ratio, direct[0])
 
 
+def test_hardware_prediction_is_the_emulation_with_a_smooth_readout(dp, getkey):
+    protocols = [cp.pairs(dt, 10, 5.0) for dt in (-20.0, 10.0)]
+    config = cp.BSS2()
+    key = getkey()
+    hard, _ = cp.hardware_ratios(dp, protocols, config, n_synapses=64, key=key)
+    spikes = cp.to_spikes(protocols, unit=config.period)
+    sharp = cp.hardware_prediction(dp, spikes, config, key=key, n_synapses=64, width=1e-9)
+    assert np.allclose(sharp, hard, atol=1e-12)  # same synapses, same random numbers
+
+    def loss(theta_p):
+        rule = eqx.tree_at(lambda r: r.theta_p, dp, theta_p)
+        return jnp.sum(cp.hardware_prediction(rule, spikes, config, key=key, n_synapses=64))
+
+    value, grad = eqx.filter_jit(jax.value_and_grad(loss))(jnp.asarray(1.3))
+    assert np.isfinite(grad) and grad != 0  # straight-through gradients reach the thresholds
+
+
+def test_quantisation_aware_fit_runs_through_the_emulation(getkey):
+    import dataclasses
+
+    from fitting import fit, load_dataset
+
+    full = load_dataset("sjostrom2001")
+    keep = [i for i, p in enumerate(full.protocols) if p.duration <= 4000]  # the short, high-frequency points
+    pick = lambda x: type(x)(x[i] for i in keep) if isinstance(x, tuple) else x[keep]  # noqa: E731
+    small = dataclasses.replace(full, **{f: pick(getattr(full, f)) for f in
+                                         ("labels", "data", "sem", "protocols", "x", "series", "panel")})
+    config = cp.BSS2()
+    result = fit(small, "cortical_slices", ["theta_p", "gamma_p"], steps=3, n_starts=2, pool_factor=1, hardware=config)
+    rule = result.model
+    spikes = cp.to_spikes(list(small.protocols), unit=config.period)
+    expected = cp.hardware_prediction(rule, spikes, config, key=jax.random.key(0), n_synapses=256)
+    assert np.allclose(result.prediction, expected)  # reported under the same emulation it was fit through
+    assert result.history.shape == (3,) and np.all(np.isfinite(result.history))
+    assert result.chi2_mean <= result.chi2_initial + 1e-12  # the best point visited, the start included
+
+
 # ---------------------------------------------------------------- bad input
 
 
