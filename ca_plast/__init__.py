@@ -29,12 +29,19 @@ from ._early_phase import (
 )
 from ._events import EventSolution as EventSolution, solve_events as solve_events
 from ._fixed_point import FixedPoint as FixedPoint
+from ._lif import LeakyIntegrateAndFire as LeakyIntegrateAndFire, LIFState as LIFState
 from ._grid import (
     closed_form_grid as closed_form_grid,
     device_mesh as device_mesh,
     map_sharded as map_sharded,
     shard_batch as shard_batch,
     stack as stack,
+)
+from ._multiscale import (
+    STCSolution as STCSolution,
+    simulate_stc as simulate_stc,
+    solve_stc as solve_stc,
+    solve_stc_fine as solve_stc_fine,
 )
 from ._plotting import plot_stdp as plot_stdp, plot_traces as plot_traces
 from ._presets import (
@@ -63,5 +70,15 @@ from ._stdp import (
     stdp_ratios as stdp_ratios,
 )
 from ._spikes import Spikes as Spikes, event_sequence as event_sequence, to_spikes as to_spikes
+from ._stc import (
+    OUTCOMES as OUTCOMES,
+    LuboeinskiTetzlaff2021 as LuboeinskiTetzlaff2021,
+    STCState as STCState,
+    STCStats as STCStats,
+    classify_outcome as classify_outcome,
+    luboeinski_tetzlaff2021 as luboeinski_tetzlaff2021,
+)
+from ._stc_plotting import plot_stc as plot_stc, stc_percentages as stc_percentages
+from ._stc_protocols import STC_PROTOCOLS as STC_PROTOCOLS, stc_protocol as stc_protocol, stc_protocols as stc_protocols
 
 __version__ = "0.1.0"

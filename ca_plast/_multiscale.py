@@ -35,6 +35,7 @@ from ._spikes import Spikes, interval, shift, to_spikes
 from ._stc import LuboeinskiTetzlaff2021, STCState, STCStats
 
 CALCIUM, CURRENT, POST, RECORD, END = range(5)
+_TILE = 25  # steps per innermost loop of `solve_stc_fine`
 
 
 class STCSolution(eqx.Module):
@@ -196,6 +197,8 @@ def solve_stc_fine(
     if spikes.pre_tick.ndim != 1:
         raise ValueError(f"solve_stc_fine: expected unbatched spikes (1-d trains); got shape {spikes.pre_tick.shape}; vmap over the batch")
     steps = _record_steps(record_every, dt, "solve_stc_fine")
+    if steps % _TILE:
+        raise ValueError(f"solve_stc_fine: record_every must be a whole number of {_TILE} steps of {dt} ms, got {record_every!r} ms")
     n_records = spikes.n_ticks // steps
     n_steps = spikes.end_tick + (spikes.end_offset >= dt / 2)
     calcium = rule.calcium
@@ -206,31 +209,25 @@ def solve_stc_fine(
         tick, offset = shift(tick, offset, delay, dt)
         return tick + (offset >= dt / 2)
 
-    arrivals = [nearest(spikes.pre_tick, spikes.pre_offset, calcium.D), nearest(spikes.post_tick, spikes.post_offset, 0.0)]
-    masks = [spikes.pre_mask, spikes.post_mask]
+    never = jnp.iinfo(spikes.pre_tick.dtype).max
+    streams = [(spikes.pre_tick, spikes.pre_offset, spikes.pre_mask, calcium.D),
+               (spikes.post_tick, spikes.post_offset, spikes.post_mask, 0.0)]
     if neuron is not None:
-        arrivals.append(nearest(spikes.pre_tick, spikes.pre_offset, neuron.delay))
-        masks.append(spikes.pre_mask)
+        streams.append((spikes.pre_tick, spikes.pre_offset, spikes.pre_mask, neuron.delay))
+    # Sorted arrival steps; padding never arrives.
+    arrivals = [jnp.where(mask, nearest(tick, offset, delay), never) for tick, offset, mask, delay in streams]
     bound = spikes.max_per_tick
 
-    def arrive(stream, ptr, k, apply, state):
-        """Apply `apply` once per arrival of `stream` at step k (at most `bound`); sorted arrivals."""
-        ticks, mask = arrivals[stream], masks[stream]
-        n = ticks.shape[0]
-        count = jnp.zeros((), jnp.int32)
-        for _ in range(bound):
-            i = jnp.minimum(ptr, n - 1)
-            hit = (ptr < n) & mask[i] & (ticks[i] == k)
-            state = _apply(hit, apply(state), state)
-            ptr, count = ptr + hit, count + hit
-        return state, ptr, count
+    def repeat(n, apply, state):
+        for j in range(bound):
+            state = _apply(n > j, apply(state), state)
+        return state
 
     def step(carry, x):
-        state, syn, lif, fired, stats, n_post, ptrs = carry
-        k, normal = x
-        state, ptr_ca, _ = arrive(0, ptrs[0], k, calcium.on_pre, state)
-        state = _apply(fired, calcium.on_post(state), state)
-        state, ptr_post, forced = arrive(1, ptrs[1], k, calcium.on_post, state)
+        state, syn, lif, fired, stats, n_post = carry
+        k, n_ca, n_given, n_cur, normal = x
+        state = repeat(n_ca, calcium.on_pre, state)
+        state = repeat(n_given + fired, calcium.on_post, state)
         drift, amplitude = rule.vector_field(syn, calcium.concentration(state))
         noise = 0.0 if normal is None else amplitude * jnp.sqrt(dt_) * normal
         syn = STCState(h=syn.h + dt_ * drift.h + noise, p=syn.p + dt_ * drift.p, z=syn.z + dt_ * drift.z)
@@ -243,34 +240,43 @@ def solve_stc_fine(
             h_min=jnp.minimum(stats.h_min, syn.h),
         )
         state = calcium.decay(state, dt_)
+        fired = jnp.zeros((), jnp.int32)
         if neuron is not None:
             w = rule.weight(syn)
-            lif, ptr_cur, _ = arrive(2, ptrs[2], k, lambda v: neuron.on_input(v, w), lif)
-            lif = _apply(forced > 0, neuron.on_spike(lif), lif)
+            lif = repeat(n_cur, lambda v: neuron.on_input(v, w), lif)
+            lif = _apply(n_given > 0, neuron.on_spike(lif), lif)
             lif = neuron.propagate(lif, dt_)
-            fired = lif.V >= neuron.V_th
-            lif = _apply(fired, neuron.on_spike(lif), lif)
-            ptrs = (ptr_ca, ptr_post, ptr_cur)
-        else:
-            ptrs = (ptr_ca, ptr_post)
-        new = (state, syn, lif, fired, stats, n_post + forced + fired, ptrs)
+            fired = (lif.V >= neuron.V_th).astype(jnp.int32)
+            lif = _apply(fired > 0, neuron.on_spike(lif), lif)
+        new = (state, syn, lif, fired, stats, n_post + n_given + fired)
         # Steps past the protocol's end (the last block's tail) change nothing.
         return _apply(k < n_steps, new, carry), None
 
+    def tile(carry, x):
+        # Tiles of a few steps keep every buffer the inner loop touches tiny (XLA's CPU
+        # runtime then runs the loop body sequentially, without thread hand-offs per step).
+        first, normals = x
+        ks = first + jnp.arange(_TILE)
+        edges = jnp.concatenate([ks, ks[-1:] + 1])
+        counts = [jnp.diff(jnp.searchsorted(a, edges)).astype(jnp.int32) for a in arrivals]
+        n_cur = counts[2] if neuron is not None else jnp.zeros_like(counts[0])
+        carry, _ = jax.lax.scan(step, carry, (ks, counts[0], counts[1], n_cur, normals))
+        return carry, None
+
     @jax.checkpoint
     def block(carry, index):
-        normals = None if key is None else jax.random.normal(jax.random.fold_in(key, index), (steps,), dtype)
-        carry, _ = jax.lax.scan(step, carry, (index * steps + jnp.arange(steps), normals))
+        normals = None if key is None else jax.random.normal(jax.random.fold_in(key, index), (steps // _TILE, _TILE), dtype)
+        firsts = index * steps + _TILE * jnp.arange(steps // _TILE)
+        carry, _ = jax.lax.scan(tile, carry, (firsts, normals))
         syn = carry[1]
         return carry, (syn.h, syn.p, syn.z)
 
     start = rule.init()
     zero = jnp.zeros((), jnp.int32)
     lif = None if neuron is None else neuron.init()
-    ptrs = (zero,) * len(arrivals)
-    init = (calcium.init(), start, lif, jnp.array(False), STCStats.start(start.h), zero, ptrs)
+    init = (calcium.init(), start, lif, zero, STCStats.start(start.h), zero)
     n_blocks = -(-spikes.n_ticks // steps)
-    (_, syn, _, _, stats, n_post, _), trace = jax.lax.scan(block, init, jnp.arange(n_blocks))
+    (_, syn, _, _, stats, n_post), trace = jax.lax.scan(block, init, jnp.arange(n_blocks))
     h, p, z = (jnp.concatenate([first[None], values[:n_records]]) for first, values in zip((start.h, start.p, start.z), trace))
     ts = dt * steps * np.arange(n_records + 1)
     return STCSolution(state=syn, ts=jnp.asarray(ts, h.dtype), h=h, p=p, z=z, stats=stats, n_post=n_post, n_late=zero)

@@ -1,0 +1,85 @@
+"""`ca-plast stc`: the four late-phase protocols on one synapse (contract: DESIGN.md section 8).
+
+    ca-plast stc --protocol STET|WTET|SLFS|WLFS [--hours H] [--trials N] [--poisson] [--seed S]
+                 [--hardware none|bss2] [--csv PATH] [--plot PATH]
+
+The model authors' single-synapse set-up: the protocol drives the presynaptic neuron, the
+postsynaptic neuron is the leaky integrate-and-fire neuron driven by the synapse, the rule
+is `luboeinski_tetzlaff2021()`. `--hours` are simulated after the stimulus onset, which
+follows a 10 min settling period. Writes `t_h,h_pct,z_pct,w_pct,p` (means over trials,
+every 30 s; t_h in hours after the onset, negative during the settling period) to `--csv`
+or stdout, and one line with the outcome of the trials to stderr.
+"""
+
+import argparse
+import sys
+
+import numpy as np
+
+from ._cli import UsageError, _write_atomic
+from ._stc_protocols import MS_PER_HOUR, STC_PROTOCOLS
+
+SETTLE_MS = 600_000.0
+RECORD_EVERY_MS = 30_000.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--protocol", required=True, help="STET, WTET, SLFS or WLFS")
+    parser.add_argument("--hours", type=float, default=8.0, help="hours simulated after the stimulus onset (default 8)")
+    parser.add_argument("--trials", type=int, default=100, help="number of trials (default 100)")
+    parser.add_argument("--poisson", action="store_true", help="Poisson instead of regular pulses")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the plasticity noise and of the Poisson pulses")
+    parser.add_argument("--hardware", default="none", help="none or bss2")
+    parser.add_argument("--csv", help="write t_h,h_pct,z_pct,w_pct,p to this file (default: stdout)")
+    parser.add_argument("--plot", help="write h, z, w and p against time to this image file")
+
+
+def _check(args) -> str:
+    protocol = args.protocol.upper()
+    if protocol not in STC_PROTOCOLS:
+        raise UsageError(f"unknown --protocol {args.protocol!r}; valid: {', '.join(STC_PROTOCOLS)}")
+    if not (np.isfinite(args.hours) and args.hours > 0):
+        raise UsageError(f"--hours must be a finite number > 0, got {args.hours}")
+    if args.trials < 1:
+        raise UsageError(f"--trials must be >= 1, got {args.trials}")
+    if args.hardware not in ("none", "bss2"):
+        raise UsageError(f"unknown --hardware {args.hardware!r}; valid: none, bss2")
+    if args.hardware == "bss2":
+        raise UsageError("--hardware bss2 is not available for stc yet: the BSS-2 layer emulates the GB2012 rule only")
+    return protocol
+
+
+def run(args) -> int:
+    protocol = _check(args)
+    import jax
+
+    from ._lif import LeakyIntegrateAndFire
+    from ._multiscale import simulate_stc
+    from ._stc import OUTCOMES, classify_outcome, luboeinski_tetzlaff2021
+    from ._stc_plotting import plot_stc, stc_percentages
+    from ._stc_protocols import stc_protocols
+
+    rule = luboeinski_tetzlaff2021()
+    protocols = stc_protocols(protocol, args.trials, seed=args.seed, poisson=args.poisson, hours=args.hours,
+                              settle=SETTLE_MS)
+    solution = simulate_stc(rule, protocols, key=jax.random.key(args.seed), neuron=LeakyIntegrateAndFire(),
+                            record_every=RECORD_EVERY_MS)
+    t_h = (np.asarray(solution.ts[0], np.float64) - SETTLE_MS) / MS_PER_HOUR
+    traces = stc_percentages(rule.h0, solution.h, solution.p, solution.z)
+    columns = [traces[name].mean(axis=0) for name in ("h_pct", "z_pct", "w_pct", "p")]
+    lines = ["t_h,h_pct,z_pct,w_pct,p"] + [
+        f"{t:.6g},{h:.4f},{z:.4f},{w:.4f},{p:.6f}" for t, h, z, w, p in zip(t_h, *columns)
+    ]
+    if args.csv:
+        _write_atomic(args.csv, "\n".join(lines) + "\n")
+    else:
+        print("\n".join(lines))
+    outcomes = np.asarray(classify_outcome(rule, solution.state.z, solution.stats.h_max, solution.stats.h_min))
+    counts = ", ".join(f"{OUTCOMES[i]} {n}" for i, n in enumerate(np.bincount(outcomes, minlength=len(OUTCOMES))) if n)
+    kind = "Poisson" if args.poisson else "regular"
+    print(f"{protocol} ({kind}), {args.trials} trials, {args.hours:g} h after onset: {counts}; "
+          f"final w {columns[2][-1]:.1f} % of h0", file=sys.stderr)
+    if args.plot:
+        title = f"{protocol} ({kind}), {args.trials} trials"
+        plot_stc(t_h, traces, title=title).savefig(args.plot, dpi=120)
+    return 0
