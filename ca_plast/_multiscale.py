@@ -15,7 +15,7 @@ interval: the spike adds C_post to calcium and resets the neuron.
 Times stay exact over 8 h: every event is an integer tick plus an offset (`Spikes`) and
 intervals come from integer tick differences (`_spikes.interval`), never from an
 accumulated float clock. Reverse-mode gradients flow through the whole run; the scan runs in
-`jax.checkpoint`ed chunks, so memory grows with the number of chunks, not of events.
+`jax.checkpoint`ed chunks, so reverse mode stores one carry per chunk and recomputes inside.
 
 `solve_stc_fine` is the plain reference: Euler-Maruyama steps of `spikes.unit` ms (0.2 ms,
 as in the model authors' code) with every Heaviside sampled at the step start.
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._custom_types import Array, Float, Int, Key
-from ._lif import LeakyIntegrateAndFire, LIFState
+from ._lif import LeakyIntegrateAndFire
 from ._protocols import Protocol
 from ._spikes import Spikes, interval, shift, to_spikes
 from ._stc import LuboeinskiTetzlaff2021, STCState, STCStats
@@ -316,4 +316,6 @@ def simulate_stc(
         solution = _batched(rule, neuron, spikes, keys, float(record_every), room)
         if neuron is None or not np.any(np.asarray(solution.n_late)):
             return solution
-        room *= 2
+        if room > 100 * spikes.pre_tick.shape[-1] + 1024:
+            raise RuntimeError(f"simulate_stc: the neuron fires more than {room} times in a trial; check its parameters")
+        room = 2 * room + 1
