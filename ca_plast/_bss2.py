@@ -217,9 +217,13 @@ def ppu_increment(rule: GraupnerBrunel2012, rho: Array, T_p: Array, T_d: Array, 
     if not isinstance(rule, GraupnerBrunel2012):
         raise TypeError(f"solve_hardware: no PPU update is defined for {type(rule).__name__}; supported: GraupnerBrunel2012")
     drift = rule.gamma_p * (1 - rho) * T_p - rule.gamma_d * rho * T_d - rho * (1 - rho) * (rule.rho_star - rho) * elapsed
-    active = T_p + T_d
-    spread = jnp.where(active > 0, jnp.sqrt(jnp.where(active > 0, active, 1.0) / rule.tau), 0.0)
-    return drift / rule.tau + rule.sigma * spread * normal
+    return drift / rule.tau + rule.sigma * _safe_sqrt((T_p + T_d) / rule.tau) * normal
+
+
+def _safe_sqrt(x: Array) -> Array:
+    """`sqrt(x)` for x >= 0 with a zero (not NaN) reverse-mode gradient at x = 0."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
 
 
 def _normal_when(active: Array, key: Key, shape: tuple[int, ...], dtype) -> Array:
@@ -345,7 +349,10 @@ def solve_hardware(
         new = []
         for config, rho in zip(configs, rhos):
             if config.state is None:
-                new.append(rule.cubic(affine(rule.cubic(rho, elapsed / 2), normal), elapsed / 2))
+                # `affine(x, normal)` written out with a square root that is safe at variance 0
+                # (silent or zero-length periods), so reverse mode gives no NaN.
+                mid = affine(rule.cubic(rho, elapsed / 2)) + _safe_sqrt(affine.variance) * normal
+                new.append(rule.cubic(mid, elapsed / 2))
                 continue
             T_p, T_d = config.read_times(rule, a_p, a_d, c, elapsed, noise if config.read_noise > 0 else None)
             delta = ppu_increment(rule, rho + config.offset, T_p, T_d, elapsed, normal)
