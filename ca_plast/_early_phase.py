@@ -105,7 +105,13 @@ class Affine(eqx.Module):
 
     def __call__(self, x: Array, normal: Array | None = None) -> Array:
         mean = self.gain * x + self.shift
-        return mean if normal is None else mean + jnp.sqrt(self.variance) * normal
+        return mean if normal is None else mean + safe_sqrt(self.variance) * normal
+
+
+def safe_sqrt(x: Array) -> Array:
+    """`sqrt(x)` for x >= 0 with a zero (not NaN) gradient at x = 0, where an interval has no noise."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
 
 
 def threshold_drive(

@@ -105,9 +105,7 @@ def solve_events(
             begin, h = begins[j], lengths[j]
             rho = _cubic_flow(rule, rho, begin + h / 2 - done, 1)
             drive = rule.drive(calcium.concentration(calcium.decay(state, begin)), h)
-            rho = drive(rho)
-            if normals is not None:
-                rho = rho + _sqrt(drive.variance) * normals[j]
+            rho = drive(rho, None if normals is None else normals[j])
             return rho, begin + h / 2
 
         rho, done = jax.lax.fori_loop(0, 2 * drive_steps, sub_step, (rho, jnp.zeros_like(s)))
@@ -143,12 +141,6 @@ def _cubic_flow(rule: GraupnerBrunel2012, rho: Array, length: Array, steps: int)
         return rho + (k1 + 2 * k2 + 2 * k3 + k4) / 6
 
     return jax.lax.fori_loop(0, steps, rk4, rho)
-
-
-def _sqrt(variance: Array) -> Array:
-    """Square root with a zero (not NaN) gradient where the variance is exactly 0 (no drive)."""
-    positive = variance > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1.0)), 0.0)
 
 
 def _where(flag: Array, new, old):

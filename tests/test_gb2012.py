@@ -195,3 +195,12 @@ def test_all_presets_load_in_ms():
     dp = cp.gb2012_preset("DP")
     assert float(dp.calcium.D) == pytest.approx(13.7)
     assert float(dp.tau) == pytest.approx(150_000.0)
+
+
+def test_noisy_scan_has_finite_threshold_gradients(getkey):
+    """Steps without drive have zero noise variance; their sqrt must not poison gradients."""
+    rule = cp.gb2012_preset("DP")
+    spikes = cp.to_spikes(cp.pairs(10.0, 3, 5.0), unit=0.1)
+    key = getkey()
+    grads = jax.grad(lambda r: jnp.mean(cp.solve_scan(r, spikes, jnp.full(8, 0.5), key=key).rho))(rule)
+    assert np.isfinite(grads.theta_p) and np.isfinite(grads.theta_d) and grads.theta_p != 0
