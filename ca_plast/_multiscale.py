@@ -17,6 +17,9 @@ intervals come from integer tick differences (`_spikes.interval`), never from an
 accumulated float clock. Reverse-mode gradients flow through the whole run; the scan runs in
 `jax.checkpoint`ed chunks, so reverse mode stores one carry per chunk and recomputes inside.
 
+With `synapses=True` several synapses onto one neuron (each with its own presynaptic train
+and calcium) share its protein pool and its spikes; the neuron sums their inputs.
+
 `solve_stc_fine` is the plain reference: Euler-Maruyama steps of `spikes.unit` ms (0.2 ms,
 as in the model authors' code) with every Heaviside sampled at the step start.
 """
@@ -65,25 +68,41 @@ def _record_steps(record_every: float, unit: float, name: str) -> int:
     return int(round(steps))
 
 
-def _merge(streams, spikes: Spikes):
-    """Intervals (ms) from the previous event, kinds and activity of the merged, sorted events.
+def _merge(streams, end_tick: Array, end_offset: Array, unit: float):
+    """Intervals (ms) from the previous event, kinds, activity and synapse of the merged, sorted events.
 
-    `streams`: (tick, offset, mask, kind) arrays. Events past the protocol's end move onto the
-    end and do not act; the END event closes the list. Simultaneous events keep kind order.
+    `streams`: (tick, offset, mask, kind, synapse) arrays. Events past the protocol's end move
+    onto the end and do not act; the END event closes the list. Simultaneous events keep kind order.
     """
-    unit = spikes.unit
-    ticks = jnp.concatenate([s[0] for s in streams] + [spikes.end_tick[None]])
-    offsets = jnp.concatenate([s[1] for s in streams] + [spikes.end_offset[None]])
+    ticks = jnp.concatenate([s[0] for s in streams] + [end_tick[None]])
+    offsets = jnp.concatenate([s[1] for s in streams] + [end_offset[None]])
     masks = jnp.concatenate([s[2] for s in streams] + [jnp.array([True])])
     kinds = jnp.concatenate([jnp.full(s[0].shape, s[3]) for s in streams] + [jnp.array([END])])
-    past_end = (ticks > spikes.end_tick) | ((ticks == spikes.end_tick) & (offsets > spikes.end_offset))
-    ticks = jnp.where(past_end, spikes.end_tick, ticks)
-    offsets = jnp.where(past_end, spikes.end_offset, offsets)
+    synapses = jnp.concatenate([s[4] for s in streams] + [jnp.zeros((1,), jnp.int32)])
+    past_end = (ticks > end_tick) | ((ticks == end_tick) & (offsets > end_offset))
+    ticks = jnp.where(past_end, end_tick, ticks)
+    offsets = jnp.where(past_end, end_offset, offsets)
     order = jnp.lexsort((kinds, jax.lax.stop_gradient(offsets), ticks))
-    ticks, offsets, kinds, masks = ticks[order], offsets[order], kinds[order], (masks & ~past_end)[order]
+    ticks, offsets, kinds, synapses = ticks[order], offsets[order], kinds[order], synapses[order]
+    masks = (masks & ~past_end)[order]
     prev_tick = jnp.concatenate([jnp.zeros((1,), ticks.dtype), ticks[:-1]])
     prev_offset = jnp.concatenate([jnp.zeros((1,), offsets.dtype), offsets[:-1]])
-    return interval(prev_tick, prev_offset, ticks, offsets, unit), kinds, masks
+    return interval(prev_tick, prev_offset, ticks, offsets, unit), kinds, masks, synapses
+
+
+def _layout(spikes: Spikes, synapses: bool, name: str):
+    """Presynaptic trains as (n_synapses, max) arrays, their synapse indices, and the shared
+    postsynaptic train and end; n_synapses None for one synapse (scalar state)."""
+    if spikes.pre_tick.ndim != (2 if synapses else 1):
+        expected = "spikes batched over the synapses (2-d trains)" if synapses else "unbatched spikes (1-d trains)"
+        raise ValueError(f"{name}: expected {expected}; got shape {spikes.pre_tick.shape}; vmap over the batch")
+    if not synapses:
+        pre = (spikes.pre_tick[None], spikes.pre_offset[None], spikes.pre_mask[None])
+        post = (spikes.post_tick, spikes.post_offset, spikes.post_mask)
+        return None, pre, post, spikes.end_tick, spikes.end_offset
+    post = (spikes.post_tick[0], spikes.post_offset[0], spikes.post_mask[0])
+    pre = (spikes.pre_tick, spikes.pre_offset, spikes.pre_mask)
+    return spikes.pre_tick.shape[0], pre, post, spikes.end_tick[0], spikes.end_offset[0]
 
 
 def _apply(flag: Array, new, old):
@@ -99,11 +118,16 @@ def solve_stc(
     record_every: float = 30_000.0,
     max_post_spikes: int = 64,
     chunk: int = 32,
+    synapses: bool = False,
 ) -> STCSolution:
-    """Simulate one synapse through one protocol (unbatched `spikes`), multi-timescale and exact.
+    """Simulate one synapse (or several onto one neuron) through one protocol (unbatched `spikes`), multi-timescale and exact.
 
+    `synapses`: True for several synapses onto one neuron, sharing its protein pool: `spikes`
+    then holds one presynaptic train per synapse (`to_spikes(protocols)`, leading synapse
+    axis), each with its own calcium; the postsynaptic spikes and the end are the first
+    protocol's. h and z (state and records) then get a trailing synapse axis, p stays shared.
     `neuron`: None to take the postsynaptic spikes from the protocol; a
-    `LeakyIntegrateAndFire` to have the neuron fire, driven by the synapse's weight w
+    `LeakyIntegrateAndFire` to have the neuron fire, driven by the synapses' weights w
     (protocol post spikes are then imposed spikes of the neuron). `key` (keyword-only):
     plasticity noise (all normals drawn at once from it); None for noise off.
     `record_every`: record grid (ms, a whole number of `spikes.unit` ticks).
@@ -116,8 +140,7 @@ def solve_stc(
     `jax.checkpoint`ed block.
     """
     unit = spikes.unit
-    if spikes.pre_tick.ndim != 1:
-        raise ValueError(f"solve_stc: expected unbatched spikes (1-d trains); got shape {spikes.pre_tick.shape}; vmap over the batch")
+    n_syn, pre, post, end_tick, end_offset = _layout(spikes, synapses, "solve_stc")
     if int(max_post_spikes) != max_post_spikes or max_post_spikes < 0:
         raise ValueError(f"solve_stc: max_post_spikes must be a whole number >= 0, got {max_post_spikes!r}")
     if int(chunk) != chunk or chunk < 1:
@@ -125,16 +148,27 @@ def solve_stc(
     record_steps = _record_steps(record_every, unit, "solve_stc")
     n_records = spikes.n_ticks // record_steps
     calcium = rule.calcium
-    streams = [(*shift(spikes.pre_tick, spikes.pre_offset, calcium.D, unit), spikes.pre_mask, CALCIUM)]
+    pre_tick, pre_offset, pre_mask = pre
+    source = jnp.broadcast_to(jnp.arange(pre_tick.shape[0], dtype=jnp.int32)[:, None], pre_tick.shape).reshape(-1)
+
+    def flat(delay, kind):
+        tick, offset = shift(pre_tick, pre_offset, delay, unit)
+        return tick.reshape(-1), offset.reshape(-1), pre_mask.reshape(-1), kind, source
+
+    def shared(tick, offset, mask, kind):
+        return tick, offset, mask, kind, jnp.zeros(tick.shape, jnp.int32)
+
+    streams = [flat(calcium.D, CALCIUM)]
     if neuron is not None:
-        streams.append((*shift(spikes.pre_tick, spikes.pre_offset, neuron.delay, unit), spikes.pre_mask, CURRENT))
-    streams.append((spikes.post_tick, spikes.post_offset, spikes.post_mask, POST))
-    record_tick = jnp.asarray(record_steps * np.arange(1, n_records + 1), spikes.end_tick.dtype)
-    streams.append((record_tick, jnp.zeros(n_records, spikes.end_offset.dtype), jnp.ones(n_records, bool), RECORD))
-    lengths, kinds, active = _merge(streams, spikes)
+        streams.append(flat(neuron.delay, CURRENT))
+    streams.append(shared(*post, POST))
+    record_tick = jnp.asarray(record_steps * np.arange(1, n_records + 1), end_tick.dtype)
+    streams.append(shared(record_tick, jnp.zeros(n_records, end_offset.dtype), jnp.ones(n_records, bool), RECORD))
+    lengths, kinds, active, sources = _merge(streams, end_tick, end_offset, unit)
     n_events = lengths.shape[0]
     n_chunks = -(-(n_events + (0 if neuron is None else int(max_post_spikes))) // chunk)
-    normals = None if key is None else jax.random.normal(key, (n_chunks, chunk, 2), lengths.dtype)
+    noise_shape = (2,) if n_syn is None else (2 * n_syn, n_syn)
+    normals = None if key is None else jax.random.normal(key, (n_chunks, chunk, *noise_shape), lengths.dtype)
 
     def iteration(carry, normal):
         state, syn, lif, stats, n_post, ptr, elapsed = carry
@@ -142,6 +176,8 @@ def solve_stc(
         i = jnp.minimum(ptr, n_events - 1)
         s = jnp.where(live, lengths[i] - elapsed, 0.0)
         kind, act = kinds[i], active[i] & live
+        # The synapse an event belongs to (calcium and current events; all of them for one synapse).
+        mine = True if n_syn is None else sources[i] == jnp.arange(n_syn)
         fire, segment = jnp.array(False), s
         if neuron is not None:
             fire, segment = neuron.first_spike(lif, s)
@@ -151,10 +187,11 @@ def solve_stc(
         state = calcium.decay(state, segment)
         reached = live & ~fire
         state = _apply(fire | (reached & act & (kind == POST)), calcium.on_post(state), state)
-        state = _apply(reached & act & (kind == CALCIUM), calcium.on_pre(state), state)
+        state = _apply(reached & act & (kind == CALCIUM) & mine, calcium.on_pre(state), state)
         if neuron is not None:
             lif = neuron.propagate(lif, segment)
-            lif = _apply(reached & act & (kind == CURRENT), neuron.on_input(lif, rule.weight(syn)), lif)
+            w = rule.weight(syn) if n_syn is None else rule.weight(syn)[sources[i]]
+            lif = _apply(reached & act & (kind == CURRENT), neuron.on_input(lif, w), lif)
             lif = _apply(fire | (reached & act & (kind == POST)), neuron.on_spike(lif), lif)
         n_post = n_post + fire + (reached & act & (kind == POST))
         carry = (state, syn, lif, stats, n_post, ptr + reached, jnp.where(reached, 0.0, elapsed + segment))
@@ -164,13 +201,15 @@ def solve_stc(
     def block(carry, xs):
         return jax.lax.scan(iteration, carry, xs, length=chunk)
 
-    start = rule.init()
+    start = rule.init(n_syn)
     zero = jnp.zeros((), jnp.int32)
     lif = None if neuron is None else neuron.init()
-    init = (calcium.init(), start, lif, STCStats.start(start.h), zero, zero, jnp.zeros_like(lengths[0]))
+    init = (calcium.init() + jnp.zeros_like(start.h), start, lif, STCStats.start(start.h), zero, zero,
+            jnp.zeros_like(lengths[0]))
     (_, syn, _, stats, n_post, ptr, _), (h, p, z, recorded) = jax.lax.scan(block, init, normals, length=n_chunks)
     where = jnp.nonzero(recorded.reshape(-1), size=n_records)[0]
-    h, p, z = (jnp.concatenate([first[None], values.reshape(-1)[where]]) for first, values in zip((start.h, start.p, start.z), (h, p, z)))
+    h, p, z = (jnp.concatenate([first[None], values.reshape((-1, *first.shape))[where]])
+               for first, values in zip((start.h, start.p, start.z), (h, p, z)))
     ts = unit * np.arange(n_records + 1) * record_steps
     return STCSolution(state=syn, ts=jnp.asarray(ts, h.dtype), h=h, p=p, z=z, stats=stats, n_post=n_post,
                        n_late=n_events - ptr)
@@ -183,6 +222,7 @@ def solve_stc_fine(
     neuron: LeakyIntegrateAndFire | None = None,
     key: Key | None = None,
     record_every: float = 30_000.0,
+    synapses: bool = False,
 ) -> STCSolution:
     """Plain fine-step reference: Euler-Maruyama steps of `spikes.unit` ms, Heavisides sampled.
 
@@ -190,17 +230,16 @@ def solve_stc_fine(
     exactly over a step (`LeakyIntegrateAndFire.propagate`), the neuron fires when V >= V_th
     at a step's end (its calcium acts at the next step). (h, p, z) take explicit steps of
     `rule.vector_field` with the calcium at the step start. Same arguments and result as
-    `solve_stc` (the stats are sampled at the steps); records every `record_every` ms.
+    `solve_stc` (the stats are sampled at the steps, `synapses` likewise); records every `record_every` ms.
     A reference for short runs and for checking `solve_stc`: it costs one step per 0.2 ms.
     """
     dt = spikes.unit
-    if spikes.pre_tick.ndim != 1:
-        raise ValueError(f"solve_stc_fine: expected unbatched spikes (1-d trains); got shape {spikes.pre_tick.shape}; vmap over the batch")
+    n_syn, (pre_tick, pre_offset, pre_mask), post, end_tick, end_offset = _layout(spikes, synapses, "solve_stc_fine")
     steps = _record_steps(record_every, dt, "solve_stc_fine")
     if steps % _TILE:
         raise ValueError(f"solve_stc_fine: record_every must be a whole number of {_TILE} steps of {dt} ms, got {record_every!r} ms")
     n_records = spikes.n_ticks // steps
-    n_steps = spikes.end_tick + (spikes.end_offset >= dt / 2)
+    n_steps = end_tick + (end_offset >= dt / 2)
     calcium = rule.calcium
     dtype = spikes.pre_offset.dtype
     dt_ = jnp.asarray(dt, dtype)
@@ -209,13 +248,13 @@ def solve_stc_fine(
         tick, offset = shift(tick, offset, delay, dt)
         return tick + (offset >= dt / 2)
 
-    never = jnp.iinfo(spikes.pre_tick.dtype).max
-    streams = [(spikes.pre_tick, spikes.pre_offset, spikes.pre_mask, calcium.D),
-               (spikes.post_tick, spikes.post_offset, spikes.post_mask, 0.0)]
+    never = jnp.iinfo(pre_tick.dtype).max
+    streams = [(pre_tick, pre_offset, pre_mask, calcium.D), (post[0][None], post[1][None], post[2][None], 0.0)]
     if neuron is not None:
-        streams.append((spikes.pre_tick, spikes.pre_offset, spikes.pre_mask, neuron.delay))
-    # Sorted arrival steps; padding never arrives.
+        streams.append((pre_tick, pre_offset, pre_mask, neuron.delay))
+    # Sorted arrival steps, one row per synapse (the post train: one row); padding never arrives.
     arrivals = [jnp.where(mask, nearest(tick, offset, delay), never) for tick, offset, mask, delay in streams]
+    squeeze = (lambda x: x[..., 0]) if n_syn is None else (lambda x: x)
     bound = spikes.max_per_tick
 
     def repeat(n, apply, state):
@@ -226,6 +265,7 @@ def solve_stc_fine(
     def step(carry, x):
         state, syn, lif, fired, stats, n_post = carry
         k, n_ca, n_given, n_cur, normal = x
+        n_given = n_given[0]  # the postsynaptic train: one row
         state = repeat(n_ca, calcium.on_pre, state)
         state = repeat(n_given + fired, calcium.on_post, state)
         drift, amplitude = rule.vector_field(syn, calcium.concentration(state))
@@ -243,7 +283,10 @@ def solve_stc_fine(
         fired = jnp.zeros((), jnp.int32)
         if neuron is not None:
             w = rule.weight(syn)
-            lif = repeat(n_cur, lambda v: neuron.on_input(v, w), lif)
+            if n_syn is None:
+                lif = repeat(n_cur, lambda v: neuron.on_input(v, w), lif)
+            else:
+                lif = neuron.on_input(lif, jnp.sum(n_cur * w))
             lif = _apply(n_given > 0, neuron.on_spike(lif), lif)
             lif = neuron.propagate(lif, dt_)
             fired = (lif.V >= neuron.V_th).astype(jnp.int32)
@@ -258,23 +301,27 @@ def solve_stc_fine(
         first, normals = x
         ks = first + jnp.arange(_TILE)
         edges = jnp.concatenate([ks, ks[-1:] + 1])
-        counts = [jnp.diff(jnp.searchsorted(a, edges)).astype(jnp.int32) for a in arrivals]
+        # Arrivals per step and row: (_TILE, rows); one synapse: (_TILE,) for calcium and current.
+        counts = [jax.vmap(lambda row: jnp.diff(jnp.searchsorted(row, edges)), out_axes=1)(a).astype(jnp.int32)
+                  for a in arrivals]
+        counts = [squeeze(counts[0]), counts[1], *(squeeze(c) for c in counts[2:])]
         n_cur = counts[2] if neuron is not None else jnp.zeros_like(counts[0])
         carry, _ = jax.lax.scan(step, carry, (ks, counts[0], counts[1], n_cur, normals))
         return carry, None
 
     @jax.checkpoint
     def block(carry, index):
-        normals = None if key is None else jax.random.normal(jax.random.fold_in(key, index), (steps // _TILE, _TILE), dtype)
+        shape = (steps // _TILE, _TILE) + (() if n_syn is None else (n_syn,))
+        normals = None if key is None else jax.random.normal(jax.random.fold_in(key, index), shape, dtype)
         firsts = index * steps + _TILE * jnp.arange(steps // _TILE)
         carry, _ = jax.lax.scan(tile, carry, (firsts, normals))
         syn = carry[1]
         return carry, (syn.h, syn.p, syn.z)
 
-    start = rule.init()
+    start = rule.init(n_syn)
     zero = jnp.zeros((), jnp.int32)
     lif = None if neuron is None else neuron.init()
-    init = (calcium.init(), start, lif, zero, STCStats.start(start.h), zero)
+    init = (calcium.init() + jnp.zeros_like(start.h), start, lif, zero, STCStats.start(start.h), zero)
     n_blocks = -(-spikes.n_ticks // steps)
     (_, syn, _, _, stats, n_post), trace = jax.lax.scan(block, init, jnp.arange(n_blocks))
     h, p, z = (jnp.concatenate([first[None], values[:n_records]]) for first, values in zip((start.h, start.p, start.z), trace))
@@ -283,16 +330,17 @@ def solve_stc_fine(
 
 
 @eqx.filter_jit
-def _batched(rule, neuron, spikes, keys, record_every, max_post_spikes):
+def _batched(rule, neuron, spikes, keys, record_every, max_post_spikes, synapses):
     def one(sp, key):
-        return solve_stc(rule, sp, neuron=neuron, key=key, record_every=record_every, max_post_spikes=max_post_spikes)
+        return solve_stc(rule, sp, neuron=neuron, key=key, record_every=record_every, max_post_spikes=max_post_spikes,
+                         synapses=synapses)
 
     return jax.vmap(one)(spikes, keys)
 
 
 def simulate_stc(
     rule: LuboeinskiTetzlaff2021,
-    protocols: Sequence[Protocol],
+    protocols: Sequence[Protocol] | Sequence[Sequence[Protocol]],
     *,
     key: Key | None = None,
     neuron: LeakyIntegrateAndFire | None = None,
@@ -302,6 +350,9 @@ def simulate_stc(
 ) -> STCSolution:
     """Simulate a batch of trials (one protocol each) with `solve_stc`, jit-compiled and vmapped.
 
+    A trial given as a sequence of protocols, one per synapse, simulates several synapses onto
+    one neuron sharing its protein pool (`solve_stc(synapses=True)`); every trial then needs the
+    same number of synapses, and the synapses of a trial the same duration and postsynaptic spikes.
     `key`: noise key (keyword-only); trial i uses `fold_in(key, i)`; None for noise off.
     `neuron`: None (postsynaptic spikes from the protocols) or a `LeakyIntegrateAndFire`.
     `unit`: tick of the device time representation (ms). When a neuron fires more than
@@ -309,11 +360,23 @@ def simulate_stc(
     has a leading trial axis.
     """
     protocols = list(protocols)
-    spikes = to_spikes(protocols, unit=unit)
+    synapses = bool(protocols) and not isinstance(protocols[0], Protocol)
+    if synapses:
+        trials = [list(trial) for trial in protocols]
+        sizes = {len(trial) for trial in trials}
+        if len(sizes) != 1 or 0 in sizes:
+            raise ValueError(f"simulate_stc: every trial needs the same number (>= 1) of synapses (protocols); got {sorted(sizes)}")
+        for i, trial in enumerate(trials):
+            if any(p.duration != trial[0].duration or not np.array_equal(p.post, trial[0].post) for p in trial):
+                raise ValueError(f"simulate_stc: the synapses of trial {i} must share the duration and the postsynaptic spikes")
+        flat = to_spikes([p for trial in trials for p in trial], unit=unit)
+        spikes = jax.tree.map(lambda x: x.reshape(len(trials), -1, *x.shape[1:]), flat)
+    else:
+        spikes = to_spikes(protocols, unit=unit)
     keys = None if key is None else jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(protocols)))
     room = int(max_post_spikes)
     while True:
-        solution = _batched(rule, neuron, spikes, keys, float(record_every), room)
+        solution = _batched(rule, neuron, spikes, keys, float(record_every), room, synapses)
         if neuron is None or not np.any(np.asarray(solution.n_late)):
             return solution
         if room > 100 * spikes.pre_tick.shape[-1] + 1024:

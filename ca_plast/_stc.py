@@ -22,6 +22,12 @@ theta_tag, theta_pro, tau_p, tau_z (and in theta_p, theta_d through the calcium 
 the thresholds are located inside steps, never sampled. With noise off the whole step is
 exact; with noise on, p and z follow h's exponential path inside each piece and h jumps by its
 exact noise increment at the piece's end.
+
+Several synapses onto one neuron (Luboeinski & Tetzlaff 2021, networks) share its protein
+pool: tau_p dp/dt = -p + alpha H(sum_j |h_j - h0| - theta_pro), and every z_j is captured
+with that p. Each synapse has its own calcium; the interval then splits at every synapse's
+threshold times, and the crossing of the sum is located as `_late` describes (closed form
+whenever all synapses relax with one rate, as in all quiet periods).
 """
 
 import equinox as eqx
@@ -32,6 +38,8 @@ from ._calcium import AbstractCalcium, LinearCalcium, time_above
 from ._custom_types import Array, Bool, Float
 from ._early_phase import threshold_drive
 from ._validation import check_nonnegative, check_positive
+
+_BISECTIONS = 60
 
 OUTCOMES = (
     "none",
@@ -49,7 +57,9 @@ def _field(**kwargs):
 
 
 class STCState(eqx.Module):
-    """One synapse: early weight `h` (mV), protein amount `p`, late weight `z` (in [-0.5, 1])."""
+    """Early weight `h` (mV), protein amount `p`, late weight `z` (in [-0.5, 1]): scalars for one
+    synapse; for several synapses onto one neuron, `h` and `z` have shape (n,) and `p` (the
+    neuron's shared protein pool) stays scalar."""
 
     h: Array
     p: Array
@@ -84,7 +94,8 @@ class STCStats(eqx.Module):
 
 
 class LuboeinskiTetzlaff2021(eqx.Module):
-    """Calcium-based early phase plus tagging, protein synthesis and capture (one synapse).
+    """Calcium-based early phase plus tagging, protein synthesis and capture (one synapse, or
+    several sharing one neuron's protein pool: `init(n_synapses)`).
 
     Fields (time in ms, weights in mV, calcium in units of theta_d): `calcium` model;
     thresholds `theta_p`, `theta_d`; rates `gamma_p`, `gamma_d`; early-phase time constant
@@ -122,10 +133,16 @@ class LuboeinskiTetzlaff2021(eqx.Module):
         for name in ("gamma_p", "gamma_d", "sigma_pl", "alpha"):
             check_nonnegative(owner, name, getattr(self, name))
 
-    def init(self) -> STCState:
-        """Resting synapse: h = h0, no protein, no late-phase change."""
+    def init(self, n_synapses: int | None = None) -> STCState:
+        """Resting synapse: h = h0, no protein, no late-phase change. `n_synapses`: None for one
+        synapse (scalar h, z), or the number of synapses sharing the protein pool ((n,) h, z)."""
         zero = jnp.zeros_like(self.h0)
-        return STCState(h=self.h0 + zero, p=zero, z=zero)
+        if n_synapses is None:
+            return STCState(h=self.h0 + zero, p=zero, z=zero)
+        if int(n_synapses) != n_synapses or n_synapses < 1:
+            raise ValueError(f"init: n_synapses must be a whole number >= 1, got {n_synapses!r}")
+        many = jnp.zeros((int(n_synapses),), zero.dtype)
+        return STCState(h=self.h0 + many, p=zero, z=many)
 
     def weight(self, state: STCState) -> Array:
         """Total weight w = h + h0 z (mV)."""
@@ -163,25 +180,38 @@ class LuboeinskiTetzlaff2021(eqx.Module):
         return STCState(h=dh, p=dp, z=dz), self.sigma_pl * jnp.sqrt((h_p + h_d) / self.tau_h)
 
     def step(
-        self, state: STCState, c0: Array, s: Array, normal: Float[Array, "2"] | None = None
+        self, state: STCState, c0: Array, s: Array, normal: Float[Array, "2 ..."] | None = None
     ) -> tuple[STCState, STCStats]:
         """Exact map of (h, p, z) over `s` ms while calcium decays freely from `c0` (see module doc).
 
-        `normal`: two standard normals for the noise of the two pieces with calcium above a
-        threshold, or None for noise off. Returns the new state and the interval's `STCStats`.
+        One synapse: scalar `h`, `z`, `c0`. Several synapses sharing the protein pool: `h`,
+        `z`, `c0` of shape (n,) (each synapse's own calcium), scalar `p`. `normal`: standard
+        normals for the noise, shape (2,) for one synapse and (2 n, n) for n (one per synapse
+        and piece with some calcium above a threshold), or None for noise off. Returns the new
+        state and the interval's `STCStats` (per synapse; time_pro is shared).
         """
+        pool = jnp.ndim(state.h) == 1
+        if jnp.shape(state.z) != jnp.shape(state.h) or jnp.shape(c0) != jnp.shape(state.h) or jnp.ndim(state.p) != 0:
+            raise ValueError(
+                f"step: h, z and c0 need one shape, () or (n_synapses,), and p a scalar; got h {jnp.shape(state.h)}, "
+                f"z {jnp.shape(state.z)}, c0 {jnp.shape(c0)}, p {jnp.shape(state.p)}"
+            )
+        h, z, c0 = (jnp.atleast_1d(x) for x in (state.h, state.z, c0))
+        n = h.shape[0]
         a_p, a_d = self.times_above(c0, s)
-        first, last = jnp.minimum(a_p, a_d), jnp.maximum(a_p, a_d)
-        p_only = a_p > a_d
-        # Three pieces of constant drive: both thresholds, one of them, none.
-        lengths = jnp.stack([first, last - first, s - last])
-        on_p = jnp.stack([True, p_only, False]).astype(s.dtype)
-        on_d = jnp.stack([True, ~p_only, False]).astype(s.dtype)
-        normals = jnp.zeros(3, s.dtype) if normal is None else jnp.concatenate([normal, jnp.zeros(1, s.dtype)])
+        # Pieces of constant drive for every synapse: between the sorted times at which some
+        # synapse's calcium falls below theta_p or theta_d (one synapse: both, one, none).
+        bounds = jnp.sort(jnp.concatenate([a_p, a_d]))
+        starts = jnp.concatenate([jnp.zeros_like(s)[None], bounds])
+        ends = jnp.concatenate([bounds, s[None]])
+        zeros = jnp.zeros((1, n), s.dtype)
+        normals = jnp.zeros((2 * n + 1, n), s.dtype) if normal is None else jnp.concatenate([normal.reshape(2 * n, n), zeros])
 
         def piece(carry, x):
             h, p, z, stats = carry
-            length, on_p, on_d, normal = x
+            start, end, normal = x
+            length, middle = end - start, (start + end) / 2
+            on_p, on_d = (a_p > middle).astype(s.dtype), (a_d > middle).astype(s.dtype)
             h_inf, tau = self.regime(on_p, on_d)
             p, z, late = self._late(h, h_inf, 1 / tau, length, p, z)
             affine = threshold_drive(
@@ -193,37 +223,77 @@ class LuboeinskiTetzlaff2021(eqx.Module):
             h = affine(h) + jnp.where(noisy, jnp.sqrt(jnp.where(noisy, affine.variance, 1.0)), 0.0) * normal
             return (h, p, z, stats.then(late).then(STCStats.start(h))), None
 
-        init = (state.h, state.p, state.z, STCStats.start(state.h))
-        (h, p, z, stats), _ = jax.lax.scan(piece, init, (lengths, on_p, on_d, normals))
+        init = (h, state.p, z, STCStats.start(h))
+        (h, p, z, stats), _ = jax.lax.scan(piece, init, (starts, ends, normals))
+        if not pool:
+            h, z, stats = h[0], z[0], jax.tree.map(lambda x: x[0], stats)
         return STCState(h=h, p=p, z=z), stats
 
-    def _flags(self, d: Array) -> tuple[Bool[Array, "..."], Bool[Array, "..."], Bool[Array, "..."]]:
-        """Protein synthesis on, LTP tag, LTD tag, for d = h - h0 (right-continuous Heavisides)."""
-        return jnp.abs(d) >= self.theta_pro, d >= self.theta_tag, -d >= self.theta_tag
+    def _flags(self, d: Array) -> tuple[Bool[Array, ""], Bool[Array, "..."], Bool[Array, "..."]]:
+        """Protein synthesis on (sum over synapses of |d| >= theta_pro), LTP tag, LTD tag, for
+        d = h - h0 (scalar or one per synapse; right-continuous Heavisides)."""
+        return jnp.sum(jnp.abs(d)) >= self.theta_pro, d >= self.theta_tag, -d >= self.theta_tag
 
     def _late(self, h: Array, h_inf: Array, rate: Array, length: Array, p: Array, z: Array):
-        """Exact p and z over `length` ms while h = h_inf + (h - h_inf) exp(-rate t).
+        """Exact p and z over `length` ms while h = h_inf + (h - h_inf) exp(-rate t) (arrays over synapses).
 
-        h - h0 crosses each of +-theta_tag, +-theta_pro at most once; between the sorted
-        crossings the drive is constant: p relaxes exponentially to alpha or 0, and 1 - z
+        Each h_j - h0 crosses +-theta_tag and 0 at most once (closed form); between the sorted
+        crossings the tags and the signs of h_j - h0 are constant, so the protein signal
+        S(t) = sum_j |h_j - h0| is A + sum_j B_j exp(-rate_j t). When all synapses relax with
+        one rate (always for one synapse, and whenever no calcium is above a threshold) its
+        crossing of theta_pro is closed form. Otherwise (some synapses driven by calcium, others
+        not: only during stimulation, inside one inter-spike interval) it is bisected between
+        the sub-interval's ends, with one Newton step for its derivative; a double crossing
+        inside one such sub-interval (an excursion of S across theta_pro shorter than it) is
+        not resolved. Between the crossings p relaxes exponentially to alpha or 0, and 1 - z
         (LTP tag) or z + 0.5 (LTD tag) shrinks by exp(-int p dt / tau_z).
         """
         d_inf = h_inf - self.h0
         span = h - h_inf
-        moving = span != 0
-        levels = jnp.stack([self.theta_tag, -self.theta_tag, self.theta_pro, -self.theta_pro]).astype(h.dtype)
-        ratio = (levels - d_inf) / jnp.where(moving, span, 1.0)
-        inside = moving & (ratio < 1) & (ratio > jnp.exp(-rate * length))
-        crossings = jnp.sort(jnp.where(inside, -jnp.log(jnp.where(inside, ratio, 1.0)) / rate, length))
-        starts = jnp.concatenate([jnp.zeros_like(length)[None], crossings])
+        levels = jnp.stack([self.theta_tag, -self.theta_tag, jnp.zeros_like(self.theta_tag)]).astype(h.dtype)
+        zero = jnp.zeros_like(length)
+        crossings = jnp.sort(_level_time(d_inf[None], span[None], rate[None], levels[:, None], zero, length).reshape(-1))
+        starts = jnp.concatenate([zero[None], crossings])
         ends = jnp.concatenate([crossings, length[None]])
+        common = jnp.all(rate == rate[0])
 
-        def sub_interval(carry, bounds):
+        def signal(t, sign, d_inf, span, rate):
+            return jnp.sum(sign * (d_inf + span * jnp.exp(-rate * t)))
+
+        def protein_time(a, b, sign):
+            """Time in (a, b) where S crosses theta_pro, else b."""
+            a_, b_ = sign * d_inf, sign * span
+            closed = _level_time(jnp.sum(a_), jnp.sum(b_), rate[0], self.theta_pro, a, b)
+            frozen = jax.lax.stop_gradient((sign, d_inf, span, rate, self.theta_pro))
+
+            def gap(t):
+                return signal(t, *frozen[:4]) - frozen[4]
+
+            below_a = gap(a) < 0
+            changes = below_a != (gap(b) < 0)
+
+            def bisect(bracket):
+                lo, hi, count = bracket
+                mid = (lo + hi) / 2
+                same = (gap(mid) < 0) == below_a
+                return jnp.where(same, mid, lo), jnp.where(same, hi, mid), count + 1
+
+            def searching(bracket):
+                return changes & ~common & (bracket[2] < _BISECTIONS)
+
+            bracket = jax.lax.stop_gradient((a, b, jnp.zeros((), jnp.int32)))
+            lo, hi, _ = jax.lax.while_loop(searching, bisect, bracket)
+            t = jax.lax.stop_gradient((lo + hi) / 2)
+            slope = -jnp.sum(b_ * rate * jnp.exp(-rate * t))
+            steep = jnp.abs(slope) > 0
+            t = jnp.clip(t - jnp.where(steep, (signal(t, sign, d_inf, span, rate) - self.theta_pro) / jnp.where(steep, slope, 1.0), 0.0), a, b)
+            return jnp.where(common, closed, jnp.where(changes, t, b))
+
+        def constant(carry, a, b, ltp, ltd):
+            """Advance p, z over (a, b), with no crossing inside: the flags at the midpoint hold throughout."""
             p, z, stats = carry
-            a, b = bounds
             sub = b - a
-            # No crossing inside (a, b): the flags at the midpoint hold throughout.
-            pro, ltp, ltd = self._flags(d_inf + span * jnp.exp(-rate * (a + b) / 2))
+            pro = self._flags(d_inf + span * jnp.exp(-rate * (a + b) / 2))[0]
             p_inf = self.alpha * pro.astype(h.dtype)
             integral = p_inf * sub - (p - p_inf) * self.tau_p * jnp.expm1(-sub / self.tau_p)
             p = p_inf + (p - p_inf) * jnp.exp(-sub / self.tau_p)
@@ -236,10 +306,25 @@ class LuboeinskiTetzlaff2021(eqx.Module):
                 h_max=stats.h_max,
                 h_min=stats.h_min,
             )
-            return (p, z, stats), None
+            return p, z, stats
+
+        def sub_interval(carry, bounds):
+            a, b = bounds
+            d_mid = d_inf + span * jnp.exp(-rate * (a + b) / 2)
+            _, ltp, ltd = self._flags(d_mid)
+            t = protein_time(a, b, jnp.sign(d_mid))
+            return constant(constant(carry, a, t, ltp, ltd), t, b, ltp, ltd), None
 
         (p, z, stats), _ = jax.lax.scan(sub_interval, (p, z, STCStats.start(h)), (starts, ends))
         return p, z, stats
+
+
+def _level_time(d_inf: Array, span: Array, rate: Array, level: Array, a: Array, b: Array) -> Array:
+    """Time in (a, b) at which d_inf + span exp(-rate t) = level (at most one), else b."""
+    moving = span != 0
+    ratio = (level - d_inf) / jnp.where(moving, span, 1.0)
+    inside = moving & (ratio < jnp.exp(-rate * a)) & (ratio > jnp.exp(-rate * b))
+    return jnp.where(inside, -jnp.log(jnp.where(inside, ratio, 1.0)) / rate, b)
 
 
 def luboeinski_tetzlaff2021() -> LuboeinskiTetzlaff2021:
