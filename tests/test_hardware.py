@@ -143,11 +143,11 @@ def test_gradient_is_exactly_identity_inside_and_masked_outside(getkey, rounding
 
 
 def test_float_program_is_the_scan_solver(dp, getkey):
-    spikes = cp.to_spikes(cp.pairs(10.0, 3, 5.0), unit=0.1)
+    spikes = cp.to_spikes(cp.pairs(10.0, 3, 5.0), unit=0.5)
     rho0 = jnp.linspace(0.0, 1.0, 9)
     key = getkey()
     hw = cp.solve_hardware(dp, spikes, rho0, hardware=cp.BSS2(state=None, period=1.0), key=key)
-    ref = cp.solve_scan(dp, spikes, rho0, key=key, chunk=10)
+    ref = cp.solve_scan(dp, spikes, rho0, key=key, chunk=2)
     assert np.allclose(hw.rho, ref.rho, rtol=0, atol=1e-12)
     assert np.isclose(hw.time_p, ref.time_p) and np.isclose(hw.time_d, ref.time_d)
 
@@ -157,7 +157,7 @@ def test_float_program_is_the_scan_solver(dp, getkey):
     # reverse mode, with a partial last chunk of zero-length periods: no NaN, same gradient
     grad_hw = jax.grad(total, argnums=1)(cp.solve_hardware, jnp.asarray(1.3), hardware=cp.BSS2(state=None, period=1.0),
                                          chunk=7)
-    grad_scan = jax.grad(total, argnums=1)(cp.solve_scan, jnp.asarray(1.3), chunk=10)
+    grad_scan = jax.grad(total, argnums=1)(cp.solve_scan, jnp.asarray(1.3), chunk=2)
     assert np.isfinite(grad_hw) and np.isclose(grad_hw, grad_scan, rtol=1e-9)
 
 
@@ -363,7 +363,7 @@ def test_quantisation_aware_fit_runs_through_the_emulation(getkey):
     small = dataclasses.replace(full, **{f: pick(getattr(full, f)) for f in
                                          ("labels", "data", "sem", "protocols", "x", "series", "panel")})
     config = cp.BSS2()
-    result = fit(small, "cortical_slices", ["theta_p", "gamma_p"], steps=3, n_starts=2, pool_factor=1, hardware=config)
+    result = fit(small, "cortical_slices", ["theta_p", "gamma_p"], steps=3, n_starts=1, hardware=config)
     rule = result.model
     spikes = cp.to_spikes(list(small.protocols), unit=config.period)
     expected = cp.hardware_prediction(rule, spikes, config, key=jax.random.key(0), n_synapses=256)
