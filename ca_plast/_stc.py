@@ -218,9 +218,7 @@ class LuboeinskiTetzlaff2021(eqx.Module):
                 on_p * length, on_d * length, length, gamma_p=self.gamma_p, gamma_d=self.gamma_d,
                 tau=self.tau_h, sigma=self.sigma_pl, top=self.h_max, leak=self.leak, rest=self.h0,
             )
-            # sqrt(variance) has an infinite derivative at 0 (pieces without noise): guard it.
-            noisy = affine.variance > 0
-            h = affine(h) + jnp.where(noisy, jnp.sqrt(jnp.where(noisy, affine.variance, 1.0)), 0.0) * normal
+            h = affine(h, normal)  # noise amplitude via the gradient-safe square root
             return (h, p, z, stats.then(late).then(STCStats.start(h))), None
 
         init = (h, state.p, z, STCStats.start(h))
