@@ -171,9 +171,8 @@ def test_vanishing_updates_with_nearest_rounding(dp, getkey):
     rho0 = jnp.array([0.0, 0.25, 0.75, 1.0])
     for dt in (-20.0, 10.0):
         solution = _run_pairs(quiet, dt, rho0, cp.BSS2(rounding="nearest", period=0.1), getkey(), record_every=1)
-        start = np.asarray(Q8.quantise(rho0))
         assert solution.rho_trace.shape == (600_000, 4)
-        assert np.all(np.asarray(solution.rho_trace) == start)  # every update period
+        assert np.all(np.asarray(solution.rho_trace) == np.asarray(rho0))  # every update period, exactly
         assert solution.time_p > 300  # calcium spent ~10 ms per pair above theta_p: updates were due
 
 
@@ -196,7 +195,7 @@ def _max_deviation(rule, dts, configs, n, key):
 def test_precision_16_bit_at_fine_updates(dp, getkey):
     """16 bits, update every 0.1 ms: at the two timings the prototype flagged, within 0.03 of float."""
     configs = (cp.BSS2(state=None, period=0.1), cp.BSS2(state=cp.FixedPoint(16, 15), period=0.1))
-    deviation, ratio = _max_deviation(dp, [-20.0, 10.0], configs, 300, getkey())
+    deviation, ratio = _max_deviation(dp, [-20.0, 10.0], configs, 200, getkey())
     print("0.1 ms: float", ratio[0], "16 bit stochastic", ratio[1])
     assert deviation[0] < 0.03
 
@@ -358,17 +357,17 @@ def test_quantisation_aware_fit_runs_through_the_emulation(getkey):
     from fitting import fit, load_dataset
 
     full = load_dataset("sjostrom2001")
-    keep = [i for i, p in enumerate(full.protocols) if p.duration <= 4000]  # the short, high-frequency points
+    keep = [i for i, p in enumerate(full.protocols) if p.duration <= 2000]  # the 40 and 50 Hz points
     pick = lambda x: type(x)(x[i] for i in keep) if isinstance(x, tuple) else x[keep]  # noqa: E731
     small = dataclasses.replace(full, **{f: pick(getattr(full, f)) for f in
                                          ("labels", "data", "sem", "protocols", "x", "series", "panel")})
     config = cp.BSS2()
-    result = fit(small, "cortical_slices", ["theta_p", "gamma_p"], steps=3, n_starts=1, hardware=config)
+    result = fit(small, "cortical_slices", ["theta_p", "gamma_p"], steps=2, n_starts=1, hardware=config)
     rule = result.model
     spikes = cp.to_spikes(list(small.protocols), unit=config.period)
     expected = cp.hardware_prediction(rule, spikes, config, key=jax.random.key(0), n_synapses=256)
     assert np.allclose(result.prediction, expected)  # reported under the same emulation it was fit through
-    assert result.history.shape == (3,) and np.all(np.isfinite(result.history))
+    assert result.history.shape == (2,) and np.all(np.isfinite(result.history))
     assert result.chi2_mean <= result.chi2_initial + 1e-12  # the best point visited, the start included
 
 
