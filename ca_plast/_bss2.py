@@ -43,7 +43,7 @@ import numpy as np
 
 from ._calcium import AbstractCalcium
 from ._custom_types import Array, Key
-from ._early_phase import GraupnerBrunel2012
+from ._early_phase import GraupnerBrunel2012, safe_sqrt
 from ._fixed_point import FixedPoint
 from ._protocols import Protocol
 from ._rounding import (
@@ -219,13 +219,7 @@ def ppu_increment(rule: GraupnerBrunel2012, rho: Array, T_p: Array, T_d: Array, 
     if not isinstance(rule, GraupnerBrunel2012):
         raise TypeError(f"solve_hardware: no PPU update is defined for {type(rule).__name__}; supported: GraupnerBrunel2012")
     drift = rule.gamma_p * (1 - rho) * T_p - rule.gamma_d * rho * T_d - rho * (1 - rho) * (rule.rho_star - rho) * elapsed
-    return drift / rule.tau + rule.sigma * _safe_sqrt((T_p + T_d) / rule.tau) * normal
-
-
-def _safe_sqrt(x: Array) -> Array:
-    """`sqrt(x)` for x >= 0 with a zero (not NaN) reverse-mode gradient at x = 0."""
-    positive = x > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+    return drift / rule.tau + rule.sigma * safe_sqrt((T_p + T_d) / rule.tau) * normal
 
 
 def _normal_when(active: Array, key: Key, shape: tuple[int, ...], dtype) -> Array:
@@ -351,10 +345,7 @@ def solve_hardware(
         new = []
         for config, rho in zip(configs, rhos):
             if config.state is None:
-                # `affine(x, normal)` written out with a square root that is safe at variance 0
-                # (silent or zero-length periods), so reverse mode gives no NaN.
-                mid = affine(rule.cubic(rho, elapsed / 2)) + _safe_sqrt(affine.variance) * normal
-                new.append(rule.cubic(mid, elapsed / 2))
+                new.append(rule.cubic(affine(rule.cubic(rho, elapsed / 2), normal), elapsed / 2))
                 continue
             T_p, T_d = config.read_times(rule, a_p, a_d, c, elapsed, noise if config.read_noise > 0 else None)
             delta = ppu_increment(rule, rho + config.offset, T_p, T_d, elapsed, normal)
