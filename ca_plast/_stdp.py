@@ -25,8 +25,8 @@ def population_ratio(rule: GraupnerBrunel2012, rho_from_down: Array, rho_from_up
     rho > rho_star. U and D are binomial estimates; the ratio is linear in them, so its
     standard error follows exactly from theirs.
     """
-    up = jnp.mean(rho_from_down > rule.rho_star)
-    down = jnp.mean(rho_from_up <= rule.rho_star)
+    up = jnp.mean(rho_from_down > rule.rho_star, dtype=rho_from_down.dtype)
+    down = jnp.mean(rho_from_up <= rule.rho_star, dtype=rho_from_up.dtype)
     var_up = up * (1 - up) / rho_from_down.size
     var_down = down * (1 - down) / rho_from_up.size
     norm = rule.beta + (1 - rule.beta) * rule.b
