@@ -101,7 +101,7 @@ def run(args) -> int:
     reference = record["reference"]
     print(f"{dataset.name} ({dataset.modelling}, {dataset.n_points} points), start {args.init}: "
           f"mean z^2 {result.chi2_initial:.4g} -> {result.chi2_mean:.4g} after {result.steps} steps "
-          f"({result.stopped}), {result.wall_s:.1f} s")
+          f"({'converged' if result.stopped == 'converged' else 'step limit reached'}), {result.wall_s:.1f} s")
     if reference is not None:
         print(f"published set {reference['preset']} on the same points: mean z^2 {reference['chi2_mean']:.4g}")
     print("fitted: " + ", ".join(f"{k} = {v:.6g}" for k, v in result.params.items()))
