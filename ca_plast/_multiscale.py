@@ -25,13 +25,15 @@ as in the model authors' code) with every Heaviside sampled at the step start.
 """
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._custom_types import Array, Float, Int, Key
+from ._bss2 import BSS2
+from ._custom_types import Array, Bool, Float, Int, Key
 from ._lif import LeakyIntegrateAndFire
 from ._protocols import Protocol
 from ._spikes import Spikes, interval, shift, to_spikes
@@ -68,11 +70,23 @@ def _record_steps(record_every: float, unit: float, name: str) -> int:
     return int(round(steps))
 
 
-def _merge(streams, end_tick: Array, end_offset: Array, unit: float):
-    """Intervals (ms) from the previous event, kinds, activity and synapse of the merged, sorted events.
+class Events(NamedTuple):
+    """The merged, sorted events of one protocol: times (`tick`, `offset`, as in `Spikes`),
+    intervals (ms) from the previous event, kinds, activity and synapse."""
 
-    `streams`: (tick, offset, mask, kind, synapse) arrays. Events past the protocol's end move
-    onto the end and do not act; the END event closes the list. Simultaneous events keep kind order.
+    tick: Int[Array, " n"]
+    offset: Float[Array, " n"]
+    length: Float[Array, " n"]
+    kind: Int[Array, " n"]
+    active: Bool[Array, " n"]
+    synapse: Int[Array, " n"]
+
+
+def _merge(streams, end_tick: Array, end_offset: Array, unit: float) -> Events:
+    """The merged, sorted `Events` of `streams`: (tick, offset, mask, kind, synapse) arrays.
+
+    Events past the protocol's end move onto the end and do not act; the END event closes the
+    list. Simultaneous events keep kind order.
     """
     ticks = jnp.concatenate([s[0] for s in streams] + [end_tick[None]])
     offsets = jnp.concatenate([s[1] for s in streams] + [end_offset[None]])
@@ -87,7 +101,7 @@ def _merge(streams, end_tick: Array, end_offset: Array, unit: float):
     masks = (masks & ~past_end)[order]
     prev_tick = jnp.concatenate([jnp.zeros((1,), ticks.dtype), ticks[:-1]])
     prev_offset = jnp.concatenate([jnp.zeros((1,), offsets.dtype), offsets[:-1]])
-    return interval(prev_tick, prev_offset, ticks, offsets, unit), kinds, masks, synapses
+    return Events(ticks, offsets, interval(prev_tick, prev_offset, ticks, offsets, unit), kinds, masks, synapses)
 
 
 def _layout(spikes: Spikes, synapses: bool, name: str):
@@ -107,6 +121,67 @@ def _layout(spikes: Spikes, synapses: bool, name: str):
 
 def _apply(flag: Array, new, old):
     return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
+
+
+def check_spare(name: str, max_post_spikes: int) -> None:
+    if int(max_post_spikes) != max_post_spikes or max_post_spikes < 0:
+        raise ValueError(f"{name}: max_post_spikes must be a whole number >= 0, got {max_post_spikes!r}")
+
+
+def stc_events(rule: LuboeinskiTetzlaff2021, spikes: Spikes, neuron: LeakyIntegrateAndFire | None,
+               record_every: float, synapses: bool, name: str) -> tuple[int | None, int, int, Events]:
+    """The merged `Events` of an STC run (see `solve_stc`), the number of synapses (None for
+    one), ticks between records, and the number of records after the start."""
+    unit = spikes.unit
+    n_syn, (pre_tick, pre_offset, pre_mask), post, end_tick, end_offset = _layout(spikes, synapses, name)
+    record_steps = _record_steps(record_every, unit, name)
+    n_records = spikes.n_ticks // record_steps
+    source = jnp.broadcast_to(jnp.arange(pre_tick.shape[0], dtype=jnp.int32)[:, None], pre_tick.shape).reshape(-1)
+
+    def flat(delay, kind):
+        tick, offset = shift(pre_tick, pre_offset, delay, unit)
+        return tick.reshape(-1), offset.reshape(-1), pre_mask.reshape(-1), kind, source
+
+    def shared(tick, offset, mask, kind):
+        return tick, offset, mask, kind, jnp.zeros(tick.shape, jnp.int32)
+
+    streams = [flat(rule.calcium.D, CALCIUM)]
+    if neuron is not None:
+        streams.append(flat(neuron.delay, CURRENT))
+    streams.append(shared(*post, POST))
+    record_tick = jnp.asarray(record_steps * np.arange(1, n_records + 1), end_tick.dtype)
+    streams.append(shared(record_tick, jnp.zeros(n_records, end_offset.dtype), jnp.ones(n_records, bool), RECORD))
+    return n_syn, record_steps, n_records, _merge(streams, end_tick, end_offset, unit)
+
+
+def event_effects(calcium, neuron, state, lif, n_post, w, segment, fire, reached, act, kind, mine):
+    """What happens at the end of a segment of `segment` ms: the neuron's own spike (`fire`) or
+    the event reached (`reached`, acting if `act`, of `kind`, for the synapses `mine`).
+
+    `state`: calcium at the segment's end (decayed); `lif`: the neuron at its start (None
+    without a neuron); `w`: the weight (mV) a current event brings. Returns calcium, neuron
+    and the updated count of postsynaptic spikes.
+    """
+    post = fire | (reached & act & (kind == POST))
+    state = _apply(post, calcium.on_post(state), state)
+    state = _apply(reached & act & (kind == CALCIUM) & mine, calcium.on_pre(state), state)
+    if neuron is not None:
+        lif = neuron.propagate(lif, segment)
+        lif = _apply(reached & act & (kind == CURRENT), neuron.on_input(lif, w), lif)
+        lif = _apply(post, neuron.on_spike(lif), lif)
+    return state, lif, n_post + post
+
+
+def stc_solution(start: STCState, final: STCState, traces, recorded, stats: STCStats, n_post, n_late,
+                 unit: float, record_steps: int, n_records: int) -> STCSolution:
+    """`STCSolution` from a scan's per-iteration (h, p, z) `traces` and the flags of the
+    iterations that reached a record event; the records start with `start`."""
+    where = jnp.nonzero(recorded.reshape(-1), size=n_records)[0]
+    h, p, z = (jnp.concatenate([first[None], values.reshape((-1, *first.shape))[where]])
+               for first, values in zip((start.h, start.p, start.z), traces))
+    ts = unit * np.arange(n_records + 1) * record_steps
+    return STCSolution(state=final, ts=jnp.asarray(ts, h.dtype), h=h, p=p, z=z, stats=stats, n_post=n_post,
+                       n_late=n_late)
 
 
 def solve_stc(
@@ -140,31 +215,12 @@ def solve_stc(
     `jax.checkpoint`ed block.
     """
     unit = spikes.unit
-    n_syn, pre, post, end_tick, end_offset = _layout(spikes, synapses, "solve_stc")
-    if int(max_post_spikes) != max_post_spikes or max_post_spikes < 0:
-        raise ValueError(f"solve_stc: max_post_spikes must be a whole number >= 0, got {max_post_spikes!r}")
+    check_spare("solve_stc", max_post_spikes)
     if int(chunk) != chunk or chunk < 1:
         raise ValueError(f"solve_stc: chunk must be a whole number of iterations >= 1, got {chunk!r}")
-    record_steps = _record_steps(record_every, unit, "solve_stc")
-    n_records = spikes.n_ticks // record_steps
+    n_syn, record_steps, n_records, events = stc_events(rule, spikes, neuron, record_every, synapses, "solve_stc")
     calcium = rule.calcium
-    pre_tick, pre_offset, pre_mask = pre
-    source = jnp.broadcast_to(jnp.arange(pre_tick.shape[0], dtype=jnp.int32)[:, None], pre_tick.shape).reshape(-1)
-
-    def flat(delay, kind):
-        tick, offset = shift(pre_tick, pre_offset, delay, unit)
-        return tick.reshape(-1), offset.reshape(-1), pre_mask.reshape(-1), kind, source
-
-    def shared(tick, offset, mask, kind):
-        return tick, offset, mask, kind, jnp.zeros(tick.shape, jnp.int32)
-
-    streams = [flat(calcium.D, CALCIUM)]
-    if neuron is not None:
-        streams.append(flat(neuron.delay, CURRENT))
-    streams.append(shared(*post, POST))
-    record_tick = jnp.asarray(record_steps * np.arange(1, n_records + 1), end_tick.dtype)
-    streams.append(shared(record_tick, jnp.zeros(n_records, end_offset.dtype), jnp.ones(n_records, bool), RECORD))
-    lengths, kinds, active, sources = _merge(streams, end_tick, end_offset, unit)
+    lengths, kinds, active, sources = events.length, events.kind, events.active, events.synapse
     n_events = lengths.shape[0]
     n_chunks = -(-(n_events + (0 if neuron is None else int(max_post_spikes))) // chunk)
     noise_shape = (2,) if n_syn is None else (2 * n_syn, n_syn)
@@ -184,16 +240,10 @@ def solve_stc(
             fire = fire & live
         syn, piece = rule.step(syn, calcium.concentration(state), segment, normal)
         stats = stats.then(piece)
-        state = calcium.decay(state, segment)
         reached = live & ~fire
-        state = _apply(fire | (reached & act & (kind == POST)), calcium.on_post(state), state)
-        state = _apply(reached & act & (kind == CALCIUM) & mine, calcium.on_pre(state), state)
-        if neuron is not None:
-            lif = neuron.propagate(lif, segment)
-            w = rule.weight(syn) if n_syn is None else rule.weight(syn)[sources[i]]
-            lif = _apply(reached & act & (kind == CURRENT), neuron.on_input(lif, w), lif)
-            lif = _apply(fire | (reached & act & (kind == POST)), neuron.on_spike(lif), lif)
-        n_post = n_post + fire + (reached & act & (kind == POST))
+        w = rule.weight(syn) if n_syn is None else rule.weight(syn)[sources[i]]
+        state, lif, n_post = event_effects(calcium, neuron, calcium.decay(state, segment), lif, n_post, w, segment,
+                                           fire, reached, act, kind, mine)
         carry = (state, syn, lif, stats, n_post, ptr + reached, jnp.where(reached, 0.0, elapsed + segment))
         return carry, (syn.h, syn.p, syn.z, reached & (kind == RECORD))
 
@@ -207,12 +257,8 @@ def solve_stc(
     init = (calcium.init() + jnp.zeros_like(start.h), start, lif, STCStats.start(start.h), zero, zero,
             jnp.zeros_like(lengths[0]))
     (_, syn, _, stats, n_post, ptr, _), (h, p, z, recorded) = jax.lax.scan(block, init, normals, length=n_chunks)
-    where = jnp.nonzero(recorded.reshape(-1), size=n_records)[0]
-    h, p, z = (jnp.concatenate([first[None], values.reshape((-1, *first.shape))[where]])
-               for first, values in zip((start.h, start.p, start.z), (h, p, z)))
-    ts = unit * np.arange(n_records + 1) * record_steps
-    return STCSolution(state=syn, ts=jnp.asarray(ts, h.dtype), h=h, p=p, z=z, stats=stats, n_post=n_post,
-                       n_late=n_events - ptr)
+    return stc_solution(start, syn, (h, p, z), recorded, stats, n_post, n_events - ptr, unit, record_steps,
+                        n_records)
 
 
 def solve_stc_fine(
@@ -330,10 +376,14 @@ def solve_stc_fine(
 
 
 @eqx.filter_jit
-def _batched(rule, neuron, spikes, keys, record_every, max_post_spikes, synapses):
+def _batched(rule, neuron, spikes, keys, record_every, max_post_spikes, synapses, hardware=None):
+    from ._stc_hardware import solve_stc_hardware  # it builds on this module
+
     def one(sp, key):
-        return solve_stc(rule, sp, neuron=neuron, key=key, record_every=record_every, max_post_spikes=max_post_spikes,
-                         synapses=synapses)
+        kwargs = dict(neuron=neuron, key=key, record_every=record_every, max_post_spikes=max_post_spikes, synapses=synapses)
+        if hardware is None:
+            return solve_stc(rule, sp, **kwargs)
+        return solve_stc_hardware(rule, sp, hardware=hardware, **kwargs)
 
     return jax.vmap(one)(spikes, keys)
 
@@ -347,6 +397,7 @@ def simulate_stc(
     record_every: float = 30_000.0,
     unit: float = 1.0,
     max_post_spikes: int = 64,
+    hardware: BSS2 | None = None,
 ) -> STCSolution:
     """Simulate a batch of trials (one protocol each) with `solve_stc`, jit-compiled and vmapped.
 
@@ -357,7 +408,8 @@ def simulate_stc(
     `neuron`: None (postsynaptic spikes from the protocols) or a `LeakyIntegrateAndFire`.
     `unit`: tick of the device time representation (ms). When a neuron fires more than
     `max_post_spikes` times in a trial, the batch is rerun with twice the room. The result
-    has a leading trial axis.
+    has a leading trial axis. `hardware`: None, or a `BSS2` configuration to solve the
+    plasticity on the emulated chip (`solve_stc_hardware`; its `period` a multiple of `unit`).
     """
     protocols = list(protocols)
     synapses = bool(protocols) and not isinstance(protocols[0], Protocol)
@@ -376,7 +428,7 @@ def simulate_stc(
     keys = None if key is None else jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(protocols)))
     room = int(max_post_spikes)
     while True:
-        solution = _batched(rule, neuron, spikes, keys, float(record_every), room, synapses)
+        solution = _batched(rule, neuron, spikes, keys, float(record_every), room, synapses, hardware)
         if neuron is None or not np.any(np.asarray(solution.n_late)):
             return solution
         if room > 100 * spikes.pre_tick.shape[-1] + 1024:
