@@ -8,7 +8,8 @@ postsynaptic neuron is the leaky integrate-and-fire neuron driven by the synapse
 is `luboeinski_tetzlaff2021()`. `--hours` are simulated after the stimulus onset, which
 follows a 10 min settling period. Writes `t_h,h_pct,z_pct,w_pct,p` (means over trials,
 every 30 s; t_h in hours after the onset, negative during the settling period) to `--csv`
-or stdout, and one line with the outcome of the trials to stderr.
+or stdout, and one line with the outcome of the trials to stderr. `--hardware bss2` solves
+the plasticity on the emulated BSS-2 chip (`solve_stc_hardware` with `BSS2_STC`).
 """
 
 import argparse
@@ -44,8 +45,6 @@ def _check(args) -> str:
         raise UsageError(f"--trials must be >= 1, got {args.trials}")
     if args.hardware not in ("none", "bss2"):
         raise UsageError(f"unknown --hardware {args.hardware!r}; valid: none, bss2")
-    if args.hardware == "bss2":
-        raise UsageError("--hardware bss2 is not available for stc yet: the BSS-2 layer emulates the GB2012 rule only")
     return protocol
 
 
@@ -57,13 +56,15 @@ def run(args) -> int:
     from ._multiscale import simulate_stc
     from ._stc import OUTCOMES, classify_outcome, luboeinski_tetzlaff2021
     from ._stc_plotting import plot_stc, stc_percentages
+    from ._stc_hardware import BSS2_STC
     from ._stc_protocols import stc_protocols
 
     rule = luboeinski_tetzlaff2021()
     protocols = stc_protocols(protocol, args.trials, seed=args.seed, poisson=args.poisson, hours=args.hours,
                               settle=SETTLE_MS)
+    hardware = BSS2_STC if args.hardware == "bss2" else None
     solution = simulate_stc(rule, protocols, key=jax.random.key(args.seed), neuron=LeakyIntegrateAndFire(),
-                            record_every=RECORD_EVERY_MS)
+                            record_every=RECORD_EVERY_MS, hardware=hardware)
     # Record k is at k * RECORD_EVERY_MS (exact in float64 here, whatever the device precision).
     t_h = (RECORD_EVERY_MS * np.arange(solution.h.shape[-1]) - SETTLE_MS) / MS_PER_HOUR
     traces = stc_percentages(rule.h0, solution.h, solution.p, solution.z)
@@ -78,7 +79,10 @@ def run(args) -> int:
     outcomes = np.asarray(classify_outcome(rule, solution.state.z, solution.stats.h_max, solution.stats.h_min))
     counts = ", ".join(f"{OUTCOMES[i]} {n}" for i, n in enumerate(np.bincount(outcomes, minlength=len(OUTCOMES))) if n)
     kind = "Poisson" if args.poisson else "regular"
-    print(f"{protocol} ({kind}), {args.trials} trials, {args.hours:g} h after onset: {counts}; "
+    on = "" if hardware is None else (
+        f" on emulated BSS-2 ({hardware.state.total_bits}-bit {hardware.rounding} rounding, PPU update every "
+        f"{hardware.period:g} ms; {hardware.hardware_time(protocols[0].duration) / 1000:.3g} s of chip time per trial)")
+    print(f"{protocol} ({kind}), {args.trials} trials, {args.hours:g} h after onset{on}: {counts}; "
           f"final w {columns[2][-1]:.1f} % of h0", file=sys.stderr)
     if args.plot:
         title = f"{protocol} ({kind}), {args.trials} trials"

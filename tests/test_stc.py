@@ -411,7 +411,6 @@ def test_cli_writes_csv_and_plot(tmp_path, capsys):
         (["stc", "--protocol", "STET", "--hours", "-2"], "--hours must be a finite number > 0"),
         (["stc", "--protocol", "STET", "--trials", "0"], "--trials must be >= 1"),
         (["stc", "--protocol", "STET", "--hardware", "loihi"], "unknown --hardware 'loihi'"),
-        (["stc", "--protocol", "STET", "--hardware", "bss2"], "not available for stc yet"),
         (["stc"], "required: --protocol"),
     ],
 )
