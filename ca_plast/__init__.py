@@ -78,6 +78,12 @@ from ._stc import (
     classify_outcome as classify_outcome,
     luboeinski_tetzlaff2021 as luboeinski_tetzlaff2021,
 )
+from ._stc_hardware import (
+    BSS2_STC as BSS2_STC,
+    solve_stc_hardware as solve_stc_hardware,
+    stc_ppu_increment as stc_ppu_increment,
+    stc_weight_codes as stc_weight_codes,
+)
 from ._stc_plotting import plot_stc as plot_stc, stc_percentages as stc_percentages
 from ._stc_protocols import STC_PROTOCOLS as STC_PROTOCOLS, stc_protocol as stc_protocol, stc_protocols as stc_protocols
 
