@@ -519,11 +519,11 @@ def hardware_prediction(
     rounding and the CADC by the straight-through estimator, and the UP/DOWN readout is
     smoothed, `P(UP) = mean(sigmoid((rho - rho_star) / width))` (a synapse exactly at rho_star
     counts half, as in `grid_population_ratio`). With a fixed key the prediction is a
-    deterministic function of the rule's parameters (common random numbers from step to
-    step), but still a Monte Carlo estimate: with 256 synapses per state its error is
-    about 0.03 in a ratio, and a fit with many free parameters can fit that key's noise
-    (measured on Sjostrom 2001: training mean z^2 0.157, 0.24-0.38 on unseen keys). Shape
-    `(n_protocols,)`.
+    deterministic function of the rule's parameters, but still a Monte Carlo estimate: with
+    256 synapses per state its error is about 0.03 in a ratio, and a fit with many free
+    parameters on one fixed key fits that key's noise (measured on Sjostrom 2001: training
+    mean z^2 0.157, 0.24-0.38 on unseen keys). `fitting.refine_on_hardware` therefore draws
+    a fresh key at every step and averages the iterates. Shape `(n_protocols,)`.
     """
     if not isinstance(hardware, BSS2):
         raise ValueError(f"hardware_prediction: hardware must be a BSS2 configuration, got {hardware!r}")

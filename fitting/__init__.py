@@ -7,7 +7,14 @@ from ._datasets import (
     load_dataset as load_dataset,
     modellings as modellings,
 )
-from ._fit import FitResult as FitResult, fit as fit, versions as versions
+from ._fit import (
+    FitResult as FitResult,
+    Refinement as Refinement,
+    fit as fit,
+    hardware_predictions as hardware_predictions,
+    refine_on_hardware as refine_on_hardware,
+    versions as versions,
+)
 from ._losses import LOSSES as LOSSES, chi2 as chi2, predict as predict, soft_l1 as soft_l1, z_scores as z_scores
 from ._transforms import (
     DEFAULT_BOUNDS as DEFAULT_BOUNDS,

@@ -2,10 +2,16 @@
 
     ca-plast fit --dataset NAME --init PRESET [--free NAME,NAME,...] [--steps N] [--seed S]
                  [--hardware none|bss2] --out DIR [--resume] [--modelling M] [--starts K] [--loss L]
+                 [--refine-steps N]
 
 Writes DIR/fit.json, DIR/fit.csv, DIR/fit.png, and DIR/checkpoint.npz (every 100 steps,
 at the end and on Ctrl-C; `--resume` continues from it). Every argument is checked before
 anything is written; a bad one exits with status 2 and leaves DIR untouched.
+
+With `--hardware bss2` the float fit is then refined through the BSS-2 emulation
+(quantisation-aware fitting, `fitting.fit`; `--refine-steps` Adam steps, checkpoint
+DIR/checkpoint_hardware.npz), and the float fit and the refined rule are both scored under
+the emulation: fit.json's `quantisation_aware` record holds both scores.
 """
 
 import argparse
@@ -31,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modelling", help="how the data set's protocols are modelled (default: the data set's first)")
     parser.add_argument("--starts", type=int, default=32, help="starts optimised in parallel (default 32)")
     parser.add_argument("--loss", default="chi2", help="chi2 (mean z^2, default) or soft_l1 (robust)")
+    parser.add_argument("--refine-steps", type=int, default=None,
+                        help="with --hardware bss2: steps of the refinement through the emulation (default 60)")
 
 
 def _output_folder(text: str, usage_error) -> Path:
@@ -56,7 +64,7 @@ def run(args) -> int:
     from ca_plast._cli import UsageError
 
     from ._datasets import DATASETS, load_dataset, modellings
-    from ._fit import fit
+    from ._fit import Refinement, fit
     from ._losses import LOSSES
     from ._report import write_report
     from ._transforms import FreeParameters
@@ -74,6 +82,10 @@ def run(args) -> int:
         raise UsageError(f"unknown --loss {args.loss!r}; valid: {', '.join(LOSSES)}")
     if args.steps < 1 or args.starts < 1 or args.seed < 0:
         raise UsageError(f"--steps and --starts must be >= 1 and --seed >= 0, got {args.steps}, {args.starts}, {args.seed}")
+    if args.refine_steps is not None and (args.hardware == "none" or args.refine_steps < 1):
+        raise UsageError(f"--refine-steps needs --hardware bss2 and a value >= 1, got {args.refine_steps} "
+                         f"with --hardware {args.hardware}")
+    refinement = Refinement() if args.refine_steps is None else Refinement(steps=args.refine_steps)
     free = [name.strip() for name in args.free.split(",")]
     init = ca_plast.gb2012_preset(args.init)
     try:
@@ -89,7 +101,7 @@ def run(args) -> int:
     try:
         result = fit(dataset, args.init, free, steps=args.steps, n_starts=args.starts, seed=args.seed, loss=args.loss,
                      checkpoint=checkpoint, resume=args.resume, progress=True,
-                     hardware=ca_plast.BSS2() if args.hardware == "bss2" else None)
+                     hardware=ca_plast.BSS2() if args.hardware == "bss2" else None, refinement=refinement)
     except KeyboardInterrupt:
         print(f"ca-plast fit: interrupted; the checkpoint {checkpoint} holds the progress, continue with --resume",
               file=sys.stderr)
@@ -99,11 +111,16 @@ def run(args) -> int:
     record = write_report(result, out, hardware=args.hardware)
 
     reference = record["reference"]
+    measured = "" if result.hardware is None else f" (under {args.hardware} emulation)"
     print(f"{dataset.name} ({dataset.modelling}, {dataset.n_points} points), start {args.init}: "
-          f"mean z^2 {result.chi2_initial:.4g} -> {result.chi2_mean:.4g} after {result.steps} steps "
+          f"mean z^2{measured} {result.chi2_initial:.4g} -> {result.chi2_mean:.4g} after {result.steps} steps "
           f"({'converged' if result.stopped == 'converged' else 'step limit reached'}), {result.wall_s:.1f} s")
     if reference is not None:
-        print(f"published set {reference['preset']} on the same points: mean z^2 {reference['chi2_mean']:.4g}")
+        print(f"published set {reference['preset']} on the same points: mean z^2 {reference['chi2_mean']:.4g} (closed form)")
+    if result.hardware is not None:
+        scores = result.hardware
+        print(f"under {args.hardware} emulation (validation draws): float fit {scores['float_fit_chi2']:.4g}, "
+              f"refined through the emulation {scores['refined_chi2']:.4g}; kept the {scores['kept']}")
     print("fitted: " + ", ".join(f"{k} = {v:.6g}" for k, v in result.params.items()))
     print(f"wrote {os.path.join(out, 'fit.json')}, fit.csv, fit.png")
     return 0

@@ -11,25 +11,19 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ca_plast import BSS2, GraupnerBrunel2012, Spikes, closed_form_ratio, hardware_prediction
+from ca_plast import GraupnerBrunel2012, Spikes, closed_form_ratio
 
 from ca_plast._custom_types import Array, Float
 
 
-HARDWARE_SYNAPSES = 256
-
-
 @eqx.filter_jit
-def predict(rule: GraupnerBrunel2012, spikes: Spikes, hardware: BSS2 | None = None) -> Float[Array, " n"]:
+def predict(rule: GraupnerBrunel2012, spikes: Spikes) -> Float[Array, " n"]:
     """GB2012 closed-form change ratio (after / before) of every protocol of a batched `Spikes` (jit-compiled).
 
-    With `hardware` (a `ca_plast.BSS2` configuration), the ratio under hardware emulation
-    instead (`ca_plast.hardware_prediction`: `HARDWARE_SYNAPSES` synapses per initial state,
-    a fixed key, straight-through gradients): quantisation-aware fitting.
+    Under hardware emulation: `ca_plast.hardware_prediction` (smooth, for fitting) and
+    `ca_plast.hardware_ratios` (hard readout, for scoring).
     """
-    if hardware is None:
-        return jax.vmap(closed_form_ratio, in_axes=(None, 0))(rule, spikes)
-    return hardware_prediction(rule, spikes, hardware, key=jax.random.key(0), n_synapses=HARDWARE_SYNAPSES)
+    return jax.vmap(closed_form_ratio, in_axes=(None, 0))(rule, spikes)
 
 
 def z_scores(model: Array, data: Array, sem: Array) -> Array:

@@ -28,7 +28,7 @@ def reference_score(result: FitResult) -> dict | None:
         return None
     data = result.dataset
     model = np.asarray(predict(ca_plast.gb2012_preset(name), data.spikes()))
-    return {"preset": name, "chi2_mean": float(chi2(model, data.data, data.sem))}
+    return {"preset": name, "chi2_mean": float(chi2(model, data.data, data.sem)), "method": "closed-form"}
 
 
 def summary(result: FitResult, *, hardware: str = "none") -> dict:
@@ -46,8 +46,9 @@ def summary(result: FitResult, *, hardware: str = "none") -> dict:
         "initial": result.initial,
         "fixed": {k: v for k, v in final.items() if k not in result.params},
         "units": "time in ms (tau, tau_ca, D), calcium in units of theta_d, rates dimensionless",
-        "method": "closed-form",
+        "method": "closed-form" if result.hardware is None else f"closed-form, then refined through {hardware} emulation",
         "hardware": hardware,
+        "quantisation_aware": result.hardware,
         "loss": result.loss,
         "chi2_mean": result.chi2_mean,
         "chi2_mean_initial": result.chi2_initial,
@@ -125,7 +126,8 @@ def plot_fit(result: FitResult) -> Figure:
     ax.set_title("loss", fontsize=10)
     init = result.init_name or "initial rule"
     fig.suptitle(f"{data.name} ({data.modelling}): {init} → fit of {', '.join(result.free)}\n"
-                 f"mean z² {result.chi2_initial:.3g} → {result.chi2_mean:.3g} ({data.n_points} points)", fontsize=10)
+                 f"mean z² {result.chi2_initial:.3g} → {result.chi2_mean:.3g} ({data.n_points} points"
+                 f"{'' if result.hardware is None else ', under hardware emulation'})", fontsize=10)
     return fig
 
 

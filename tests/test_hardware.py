@@ -239,6 +239,23 @@ def test_same_key_same_result_and_jit_equals_eager(dp, getkey):
     assert np.all(np.asarray(eager.rho) / Q8.step == np.round(np.asarray(eager.rho) / Q8.step))  # on the grid
 
 
+@pytest.mark.parametrize("mismatch", [0.0, 0.1])
+def test_quiet_chunks_take_the_same_updates(dp, getkey, mismatch):
+    """Chunks without spikes and with calcium below threshold skip the calcium machinery, not the updates."""
+    spikes = cp.to_spikes(cp.pairs(10.0, 5, 0.5), unit=10.0)  # a pair every 2 s
+    rho0 = jnp.linspace(0.0, 1.0, 64)
+    configs = (cp.BSS2(state=None, mismatch_tau_ca=mismatch), cp.BSS2(mismatch_tau_ca=mismatch))
+    key = getkey()
+    solve = eqx.filter_jit(cp.solve_hardware)
+    busy = solve(dp, spikes, rho0, hardware=configs, key=key, chunk=400)  # a spike in every 4 s chunk
+    mostly_quiet = solve(dp, spikes, rho0, hardware=configs, key=key, chunk=10)  # 0.1 s chunks
+    np.testing.assert_allclose(mostly_quiet[0].rho, busy[0].rho, rtol=0, atol=1e-12)
+    # 8 bit: the same random numbers; calcium decayed per period instead of per step may move a
+    # value by an ulp and, very rarely, a rounding decision by one step.
+    differ = np.abs(np.asarray(mostly_quiet[1].rho - busy[1].rho))
+    assert np.all(differ <= Q8.step + 1e-12) and np.mean(differ > 0) <= 1 / 64
+
+
 def test_vmap_equals_loop(dp, getkey):
     protocols = [cp.pairs(dt, 4, 5.0) for dt in (-20.0, 10.0)]
     spikes = cp.to_spikes(protocols, unit=0.5)
@@ -351,24 +368,77 @@ def test_hardware_prediction_is_the_emulation_with_a_smooth_readout(dp, getkey):
     assert np.isfinite(grad) and grad != 0  # straight-through gradients reach the thresholds
 
 
-def test_quantisation_aware_fit_runs_through_the_emulation(getkey):
+def _subset(dataset, keep):
     import dataclasses
 
-    from fitting import fit, load_dataset
+    def pick(x):
+        return type(x)(x[i] for i in keep) if isinstance(x, tuple) else x[keep]
 
-    full = load_dataset("sjostrom2001")
-    keep = [i for i, p in enumerate(full.protocols) if p.duration <= 2000]  # the 40 and 50 Hz points
-    pick = lambda x: type(x)(x[i] for i in keep) if isinstance(x, tuple) else x[keep]  # noqa: E731
-    small = dataclasses.replace(full, **{f: pick(getattr(full, f)) for f in
-                                         ("labels", "data", "sem", "protocols", "x", "series", "panel")})
+    return dataclasses.replace(dataset, **{f: pick(getattr(dataset, f)) for f in
+                                           ("labels", "data", "sem", "protocols", "x", "series", "panel")})
+
+
+def test_quantisation_aware_fit_beats_the_float_fit_under_emulation(tmp_path):
+    """Issue 6 acceptance on a cheap slice of Sjostrom 2001: the two 0.1 Hz points, thresholds free.
+
+    75 pairs 10 s apart last 750 s, five times DP's tau: the closed form the float fit uses
+    neglects the bistable drift over that time, and the emulation adds quantisation. The
+    rule refined through the emulation must score better under the emulation than the float
+    fit, on random numbers that neither the fit nor its own validation saw (the whole data
+    set, all ten free parameters: benchmarks/quantisation_aware_fit.py).
+    """
+    from fitting import Refinement, chi2, fit, hardware_predictions, load_dataset
+
+    data = _subset(load_dataset("sjostrom2001"), [0, 1])
     config = cp.BSS2()
-    result = fit(small, "cortical_slices", ["theta_p", "gamma_p"], steps=2, n_starts=1, hardware=config)
-    rule = result.model
-    spikes = cp.to_spikes(list(small.protocols), unit=config.period)
-    expected = cp.hardware_prediction(rule, spikes, config, key=jax.random.key(0), n_synapses=256)
-    assert np.allclose(result.prediction, expected)  # reported under the same emulation it was fit through
-    assert result.history.shape == (2,) and np.all(np.isfinite(result.history))
-    assert result.chi2_mean <= result.chi2_initial + 1e-12  # the best point visited, the start included
+    refinement = Refinement(steps=15, synapses=64, learning_rate=0.05, validation_synapses=500)
+    result = fit(data, "DP", ["theta_p", "theta_d"], steps=300, n_starts=4, hardware=config, refinement=refinement,
+                 checkpoint=tmp_path / "checkpoint.npz")
+    record = result.hardware
+    assert len(record["history"]) == 15 and np.all(np.isfinite(record["history"]))
+    assert record["refined_chi2"] < record["float_fit_chi2"]
+    assert record["kept"] == "refined" and result.chi2_mean == record["refined_chi2"]
+    assert (tmp_path / "checkpoint_hardware.npz").is_file()
+
+    def rule(params):
+        return eqx.tree_at(lambda r: (r.theta_p, r.theta_d), cp.gb2012_preset("DP"),
+                           (jnp.asarray(params["theta_p"]), jnp.asarray(params["theta_d"])))
+
+    unseen = [hardware_predictions([rule(record["float_fit_params"]), rule(record["refined_params"])], data, config,
+                                   n_synapses=1000, key=jax.random.key(seed)) for seed in (7, 8)]
+    float_fit, refined = (np.mean([chi2(p[j], data.data, data.sem) for p in unseen]) for j in (0, 1))
+    print(f"mean z^2 under emulation on unseen draws: float fit {float_fit:.4f}, refined {refined:.4f}")
+    assert refined < float_fit
+
+
+def test_refinement_resumes_exactly(tmp_path, monkeypatch):
+    """An interrupted refinement keeps its steps and continues to the same rule as an uninterrupted one."""
+    from fitting import FreeParameters, Refinement, _fit, load_dataset, refine_on_hardware
+
+    data = _subset(load_dataset("sjostrom2001"), [8, 9])  # 50 Hz: 1.5 s protocols, cheap
+    dp = cp.gb2012_preset("DP")
+    free = FreeParameters(dp, ["theta_p", "theta_d"])
+    settings = dict(refinement=Refinement(steps=6, synapses=16), seed=3, checkpoint_every=2)
+    whole, history = refine_on_hardware(data, dp, free, cp.BSS2(), checkpoint=tmp_path / "a.npz", **settings)
+
+    update = _fit._Progress.update
+
+    def interrupt(self, step, *args, **kwargs):
+        if step == 3:
+            raise KeyboardInterrupt
+        return update(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(_fit._Progress, "update", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        refine_on_hardware(data, dp, free, cp.BSS2(), checkpoint=tmp_path / "b.npz", progress=True, **settings)
+    monkeypatch.setattr(_fit._Progress, "update", update)
+    with np.load(tmp_path / "b.npz") as saved:
+        assert saved["history"].size == 3
+    resumed, resumed_history = refine_on_hardware(data, dp, free, cp.BSS2(), checkpoint=tmp_path / "b.npz",
+                                                  resume=True, **settings)
+    assert free.values(resumed) == free.values(whole)
+    assert resumed_history == history and len(history) == 6
+    assert free.values(whole) != free.values(dp)
 
 
 # ---------------------------------------------------------------- bad input
