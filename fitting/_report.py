@@ -119,7 +119,12 @@ def plot_fit(result: FitResult) -> Figure:
         ax.legend(handles=[h for h in handles if h.get_label().startswith("data")] + styles, frameon=False, fontsize=7)
     ax = axes[-1]
     best = np.minimum.accumulate(result.history) if result.history.size else result.history
-    ax.plot(np.arange(1, best.size + 1), best, color="k", lw=1.2)
+    ax.plot(np.arange(1, best.size + 1), best, color="k", lw=1.2, label="float fit (closed form)")
+    if result.hardware is not None:
+        losses = np.asarray(result.hardware["history"])
+        ax.plot(best.size + np.arange(1, losses.size + 1), losses, color="C3", lw=0.8,
+                label="refinement through the emulation\n(one fresh draw per step)")
+        ax.legend(frameon=False, fontsize=7)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel(f"best {result.loss} over {result.n_starts} starts")

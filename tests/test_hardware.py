@@ -492,3 +492,14 @@ def test_cli_stdp_hardware(tmp_path, capsys):
     assert "use --method scan" in capsys.readouterr().err
     assert main(["stdp", "--preset", "DP", "--hardware", "bss2", "--step-ms", "0.3", "--dt-range=0:0:1"]) == 2
     assert "not a whole multiple" in capsys.readouterr().err
+
+
+def test_bad_refinement_settings():
+    from fitting import Refinement, fit, load_dataset
+
+    with pytest.raises(ValueError, match="refinement steps must be a whole number >= 1, got 0"):
+        Refinement(steps=0)
+    with pytest.raises(ValueError, match="refinement learning_rate must be a finite number > 0, got -0.1"):
+        Refinement(learning_rate=-0.1)
+    with pytest.raises(ValueError, match="hardware must be None or a ca_plast.BSS2 configuration"):
+        fit(load_dataset("sjostrom2001"), "DP", ["theta_p"], steps=1, n_starts=1, hardware="bss2")
