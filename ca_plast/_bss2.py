@@ -61,8 +61,8 @@ from ._stdp import population_ratio
 from ._validation import check_finite
 
 THRESHOLD_TIMES = ("integrate", "sample")
-_ROUNDING_STREAM = 2**32 - 1
-_READ_STREAM = 2**32 - 2
+ROUNDING_STREAM = 2**32 - 1
+READ_STREAM = 2**32 - 2
 
 
 def _static(default):
@@ -85,7 +85,9 @@ class BSS2(eqx.Module):
       "sample" (calcium read through the CADC at the update, held for the period);
     - `cadc_bits`, `cadc_range`: resolution of the column ADC and, for "sample", the
       calcium value at full scale (units of calcium; times are read with the period at
-      full scale); `read_noise`: Gaussian temporal noise of each read, in LSB;
+      full scale); `read_noise`: Gaussian temporal noise of each read, in LSB (the code is
+      clipped at 0, so noise on an empty integrator reads a positive time on average:
+      0.16 LSB per read at `read_noise = 0.5`, a real drive in quiet periods);
     - `mismatch_tau_ca`, `mismatch_amplitude`: per-synapse fixed-pattern spread of tau_ca
       and of every calcium jump amplitude (fields `C_*`), log-normal with this standard
       deviation of the logarithm (about the relative spread), drawn once from
@@ -223,7 +225,7 @@ def ppu_increment(rule: GraupnerBrunel2012, rho: Array, T_p: Array, T_d: Array, 
     return drift / rule.tau + rule.sigma * safe_sqrt((T_p + T_d) / rule.tau) * normal
 
 
-def _normal_when(active: Array, key: Key, shape: tuple[int, ...], dtype) -> Array:
+def normal_when(active: Array, key: Key, shape: tuple[int, ...], dtype) -> Array:
     """Standard normals of `shape` from `key` if `active`, else zeros (the noise is then multiplied by 0).
 
     The draw dominates the cost of a period, and calcium is above threshold in a few percent
@@ -236,18 +238,18 @@ def _normal_when(active: Array, key: Key, shape: tuple[int, ...], dtype) -> Arra
         return jax.random.normal(k, shape, dtype)
 
     @jax.custom_batching.custom_vmap
-    def normal_when(active, key):
+    def draw_if(active, key):
         return jax.lax.cond(active, lambda: draw(key), lambda: jnp.zeros(shape, dtype))
 
-    @normal_when.def_vmap
+    @draw_if.def_vmap
     def _(axis_size, in_batched, active, key):
         active_batched, key_batched = in_batched
         any_active = jnp.any(active) if active_batched else active
         if key_batched:
             return jax.lax.cond(any_active, lambda: jax.vmap(draw)(key), lambda: jnp.zeros((axis_size, *shape), dtype)), True
-        return normal_when(any_active, key), False
+        return draw_if(any_active, key), False
 
-    return normal_when(active, key)
+    return draw_if(active, key)
 
 
 def _as_configs(hardware) -> tuple[BSS2, ...]:
@@ -330,8 +332,8 @@ def solve_hardware(
     unit_ = jnp.asarray(spikes.unit, dtype)
     random_rounding = any(c.state is not None and c.rounding in RANDOM_ROUNDINGS for c in configs)
     read_noise = any(c.read_noise > 0 for c in configs)
-    round_seeds = jax.random.bits(jax.random.fold_in(key, _ROUNDING_STREAM), (2, *rho_flat.shape), jnp.uint32)
-    read_key = jax.random.fold_in(key, _READ_STREAM)
+    round_seeds = jax.random.bits(jax.random.fold_in(key, ROUNDING_STREAM), (2, *rho_flat.shape), jnp.uint32)
+    read_key = jax.random.fold_in(key, READ_STREAM)
 
     def ppu(rhos, k, a_p, a_d, c, affine, normal, elapsed):
         """Every configuration's update at the end of period k (float: the exact map of the period)."""
@@ -358,7 +360,7 @@ def solve_hardware(
         analog, totals, rhos = carry
         zero = jnp.zeros_like(totals[0])
         (state, ptr_pre, ptr_post, a_p, a_d), affine = advance((*analog, zero, zero), k * m + jnp.arange(m))
-        normal = _normal_when(jnp.any(a_p + a_d > 0), jax.random.fold_in(key, k), rho_flat.shape, dtype)
+        normal = normal_when(jnp.any(a_p + a_d > 0), jax.random.fold_in(key, k), rho_flat.shape, dtype)
         rhos = ppu(rhos, k, a_p, a_d, concentration(state), affine, normal, elapsed_in(k))
         return ((state, ptr_pre, ptr_post), (totals[0] + a_p, totals[1] + a_d), rhos), None
 

@@ -47,7 +47,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._bss2 import _READ_STREAM, _ROUNDING_STREAM, BSS2, _normal_when
+from ._bss2 import READ_STREAM, ROUNDING_STREAM, BSS2, normal_when
 from ._custom_types import Array, Key
 from ._early_phase import safe_sqrt
 from ._fixed_point import FixedPoint
@@ -191,12 +191,12 @@ def solve_stc_hardware(
     random_rounding = fmt is not None and hardware.rounding in RANDOM_ROUNDINGS
     read_noise = fmt is not None and hardware.read_noise > 0
     if key is not None:
-        seeds = jax.random.bits(jax.random.fold_in(key, _ROUNDING_STREAM), (2, _flat(start).shape[0]), jnp.uint32)
-        read_key = jax.random.fold_in(key, _READ_STREAM)
+        seeds = jax.random.bits(jax.random.fold_in(key, ROUNDING_STREAM), (2, _flat(start).shape[0]), jnp.uint32)
+        read_key = jax.random.fold_in(key, READ_STREAM)
 
     def ppu(stored, T_p, T_d, c, k, stats):
         """Update k: read the integrators (or calcium), step, round, write the weight back."""
-        normal = None if key is None else _normal_when(jnp.any(T_p + T_d > 0), jax.random.fold_in(key, k), shape, dtype)
+        normal = None if key is None else normal_when(jnp.any(T_p + T_d > 0), jax.random.fold_in(key, k), shape, dtype)
         state = _value(rule, stored)
         if fmt is None:
             delta = stc_ppu_increment(rule, state, T_p, T_d, period, normal)

@@ -2,6 +2,8 @@
 solver `solve_stc`, the float PPU program, an independent fine-grid time above threshold, the
 vanishing late phase under nearest rounding, and `ca-plast stc --hardware bss2`."""
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -223,3 +225,37 @@ def test_cli_stc_hardware(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "WTET (regular), 2 trials, 0.1 h after onset on emulated BSS-2" in err
     assert f"{cp.BSS2_STC.state.total_bits}-bit {cp.BSS2_STC.rounding} rounding" in err and "Traceback" not in err
+
+
+def test_sample_mode_tracks_the_exact_solver(weak):
+    """"sample": calcium read through the CADC at each 1 ms update and held for the period."""
+    exact = weak[0]
+    runs = cp.simulate_stc(QUIET_RULE, [_train(200.0, 3.0)] * 8, key=jax.random.key(2), record_every=10_000.0,
+                           hardware=cp.BSS2(state=SIXTEEN, rounding="stochastic", period=1.0, threshold_time="sample"))
+    # Each of the ~40 threshold crossings of the train is misplaced by up to one period (1 ms, mean 0.5 ms,
+    # either sign), and h moves by at most gamma_p (h_max - h) / tau_h = 0.014 mV per ms above theta_p:
+    # about sqrt(40) * 0.5 * 0.014 = 0.044 mV. Measured 0.006 mV.
+    assert np.abs(np.asarray(runs.h).mean(axis=0) - np.asarray(exact.h)).max() < 0.05
+
+
+def test_read_noise_on_empty_integrators_is_rectified_by_the_cadc():
+    """Noise on a zero reading cannot go below code 0: every read then has a positive mean, which
+    drives h as a constant time above both thresholds would (closed form of the linear h equation)."""
+    noise, period, minutes = 0.5, 1.0, 3.0
+    quiet = cp.Protocol(pre=np.zeros(0), post=np.zeros(0), duration=minutes * 60_000.0)
+    runs = cp.simulate_stc(QUIET_RULE, [quiet] * 8, key=jax.random.key(3), record_every=60_000.0,
+                           hardware=cp.BSS2(state=SIXTEEN, rounding="stochastic", period=period, read_noise=noise))
+    # Mean code of clip(round(noise N), 0, 255) = sum_k P(noise N >= k - 1/2), k >= 1.
+    code = sum(0.5 * math.erfc((k - 0.5) / noise / math.sqrt(2)) for k in range(1, 20))
+    T = code / 255 * period  # ms above theta_p and above theta_d per period, on average
+    r = QUIET_RULE
+    rate = (float(r.leak) * period + (float(r.gamma_p) + float(r.gamma_d)) * T) / period / float(r.tau_h)
+    target = (float(r.leak) * H0 * period + float(r.gamma_p) * float(r.h_max) * T) / period / float(r.tau_h) / rate
+    t = np.asarray(runs.ts[0])
+    expected = target + (H0 - target) * np.exp(-rate * t)
+    # Stochastic rounding of h's increments (about 0.02 LSB per update) spreads single trials by
+    # about LSB sqrt(number of round-ups), 0.02 mV after 3 min: compare within 4 standard errors.
+    h = np.asarray(runs.h)
+    sem = h.std(axis=0, ddof=1) / np.sqrt(h.shape[0])
+    assert np.all(np.abs(h.mean(axis=0) - expected) <= 4 * sem + 2e-3)
+    assert expected[-1] > H0 + 1.0  # a large effect: 0.16 LSB per read
