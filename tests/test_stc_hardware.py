@@ -243,7 +243,7 @@ def test_read_noise_on_empty_integrators_is_rectified_by_the_cadc():
     drives h as a constant time above both thresholds would (closed form of the linear h equation)."""
     noise, period, minutes = 0.5, 1.0, 3.0
     quiet = cp.Protocol(pre=np.zeros(0), post=np.zeros(0), duration=minutes * 60_000.0)
-    runs = cp.simulate_stc(QUIET_RULE, [quiet] * 8, key=jax.random.key(3), record_every=60_000.0,
+    runs = cp.simulate_stc(QUIET_RULE, [quiet] * 16, key=jax.random.key(11), record_every=60_000.0,
                            hardware=cp.BSS2(state=SIXTEEN, rounding="stochastic", period=period, read_noise=noise))
     # Mean code of clip(round(noise N), 0, 255) = sum_k P(noise N >= k - 1/2), k >= 1.
     code = sum(0.5 * math.erfc((k - 0.5) / noise / math.sqrt(2)) for k in range(1, 20))
