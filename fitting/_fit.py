@@ -376,6 +376,8 @@ def fit(
     `hardware`: a `ca_plast.BSS2` configuration: after the float fit, refine it through
     the BSS-2 emulation (quantisation-aware fitting, module doc) with the settings
     `refinement`; its checkpoint is `checkpoint` with `_hardware` added to the name.
+    `BSS2(state=None)` refines in the float simulation instead (the same model without
+    quantisation), for data whose protocols outlast `tau` and so defeat the closed form.
     """
     started = time.monotonic()
     if isinstance(init, str):

@@ -408,6 +408,16 @@ def test_cli_writes_report(tmp_path, capsys):
     assert np.mean(z**2) == pytest.approx(record["chi2_mean"], rel=1e-4)
     assert (tmp_path / "run" / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in (tmp_path / "run").iterdir() if p.suffix == ".tmp"]
+    # The simulated check: the event solver agrees with the closed form where protocols are short
+    # against tau (1.5-7.5 s at 10-50 Hz; DP's tau is 150 s), within 4 s.e. plus the closed form's
+    # known bias of about 0.01 (it neglects the drift); its score is that of its own predictions.
+    check = record["simulated_check"]
+    simulated, sem, closed = np.array(check["prediction"]), np.array(check["sem"]), np.array([float(r["model"]) for r in table])
+    short = np.array([p.duration <= 7_500 for p in fitting.load_dataset("sjostrom2001").protocols])
+    assert np.all(np.abs(simulated - closed)[short] <= 4 * sem[short] + 0.015)
+    data, error = (np.array([float(r[k]) for r in table]) for k in ("data", "sem"))
+    assert check["chi2_mean"] == pytest.approx(np.mean(((simulated - data) / error) ** 2))
+    assert "simulated check of the fitted rule" in captured.out
 
     assert _fit_cli(tmp_path / "trains", "--steps", "5", "--modelling", "trains") == 0
     assert json.loads((tmp_path / "trains" / "fit.json").read_text())["modelling"] == "trains"
