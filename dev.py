@@ -5,7 +5,8 @@
     python3 dev.py test    # the test suite (what CI runs)
 
 Each command creates `.venv/` on first use and installs the package (editable) with its
-test dependencies into it; later runs reuse it. Extra arguments are passed through.
+test dependencies into it; later runs reuse it. Extra arguments are passed through (the
+tests run on one worker per core, `-n auto`; `python3 dev.py test -n 0` runs them serially).
 """
 
 import os
@@ -39,7 +40,8 @@ def ensure_venv() -> None:
 def main(argv: list[str]) -> int:
     commands = {
         "fit": [str(BIN / "ca-plast"), "fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", "results/fit"],
-        "test": [str(BIN / "python"), "-m", "pytest", "-q"],
+        # One pytest worker per core (pytest-xdist): most tests are compile-bound and single-threaded.
+        "test": [str(BIN / "python"), "-m", "pytest", "-q", "-n", "auto"],
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python3 dev.py {{{'|'.join(commands)}}} [extra arguments]", file=sys.stderr)
