@@ -132,28 +132,35 @@ def _data_file(filename: str) -> Path:
 SJOSTROM_REGULAR_PAIRS = 75
 
 
-def _sjostrom2001(path: Path, modelling: str) -> Dataset:
+def _frequency_dataset(name: str, path: Path, modelling: str, protocol: Callable[[float, float], Protocol],
+                       reference: str | None = None) -> Dataset:
+    """A frequency-dependence data set (columns freq_Hz, dt_ms, ratio_after_before, sem): one
+    series per dt against the pairing frequency; `protocol(dt, freq)` models each point."""
     table = _Table(path, ("freq_Hz", "dt_ms", "ratio_after_before", "sem"))
     freqs, dts = table.numbers("freq_Hz"), table.numbers("dt_ms")
-    if modelling == "regular":
-        protocols = [ca_plast.pairs(dt, SJOSTROM_REGULAR_PAIRS, f) for f, dt in zip(freqs, dts)]
-    else:
-        protocols = [_sjostrom_trains(dt, f) for f, dt in zip(freqs, dts)]
     return Dataset(
-        name="sjostrom2001",
+        name=name,
         modelling=modelling,
-        modelling_note=_MODELLINGS["sjostrom2001"][modelling],
+        modelling_note=_MODELLINGS[name][modelling],
         source=table.source,
         labels=tuple(f"{f:g} Hz, dt {dt:+g} ms" for f, dt in zip(freqs, dts)),
         data=table.numbers("ratio_after_before"),
         sem=table.numbers("sem"),
-        protocols=tuple(protocols),
+        protocols=tuple(protocol(dt, f) for f, dt in zip(freqs, dts)),
         x=freqs,
         x_label="pairing frequency (Hz)",
         series=tuple(f"Δt = {dt:+g} ms" for dt in dts),
         panel=("",) * len(freqs),
-        reference="cortical_slices",
+        reference=reference,
     )
+
+
+def _sjostrom2001(path: Path, modelling: str) -> Dataset:
+    def regular(dt, freq):
+        return ca_plast.pairs(dt, SJOSTROM_REGULAR_PAIRS, freq)
+
+    protocol = regular if modelling == "regular" else _sjostrom_trains
+    return _frequency_dataset("sjostrom2001", path, modelling, protocol, reference="cortical_slices")
 
 
 def _sjostrom_trains(dt: float, freq: float) -> Protocol:
@@ -318,23 +325,10 @@ def _nevian_sakmann2006(path: Path, modelling: str) -> Dataset:
 
 
 def _markram1997(path: Path, modelling: str) -> Dataset:
-    table = _Table(path, ("freq_Hz", "dt_ms", "ratio_after_before", "sem"))
-    freqs, dts = table.numbers("freq_Hz"), table.numbers("dt_ms")
-    return Dataset(
-        name="markram1997",
-        modelling=modelling,
-        modelling_note=_MODELLINGS["markram1997"][modelling],
-        source=table.source,
-        labels=tuple(f"{f:g} Hz, dt {dt:+g} ms" for f, dt in zip(freqs, dts)),
-        data=table.numbers("ratio_after_before"),
-        sem=table.numbers("sem"),
-        protocols=tuple(ca_plast.trains(dt, f, pairs_per_train=5, n_trains=10, train_period=4000.0)
-                        for f, dt in zip(freqs, dts)),
-        x=freqs,
-        x_label="pairing frequency (Hz)",
-        series=tuple(f"Δt = {dt:+g} ms" for dt in dts),
-        panel=("",) * len(freqs),
-    )
+    def trains(dt, freq):
+        return ca_plast.trains(dt, freq, pairs_per_train=5, n_trains=10, train_period=4000.0)
+
+    return _frequency_dataset("markram1997", path, modelling, trains)
 
 
 # name -> (file, loader); modellings: name -> {modelling: note}, the first is the default.
