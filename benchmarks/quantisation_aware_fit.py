@@ -23,25 +23,16 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import equinox as eqx  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ca_plast as cp  # noqa: E402
-from fitting import chi2, load_dataset, predict  # noqa: E402
+from fitting import FreeParameters, chi2, load_dataset, predict  # noqa: E402
 
 
 def with_params(preset: str, params: dict) -> cp.GraupnerBrunel2012:
-    """Preset `preset` with the fitted parameters `params` (names of the rule's or its calcium's fields)."""
+    """Preset `preset` with the fitted parameters `params` (by name, as fit.json records them)."""
     rule = cp.gb2012_preset(preset)
-    for name, value in params.items():
-        on_rule = name in rule.__dataclass_fields__
-
-        def where(r, name=name, on_rule=on_rule):
-            return getattr(r if on_rule else r.calcium, name)
-
-        rule = eqx.tree_at(where, rule, jnp.asarray(value))
-    return rule
+    return FreeParameters(rule, list(params)).with_values(rule, params)
 
 
 def main():

@@ -167,6 +167,10 @@ class FreeParameters(eqx.Module):
         """The free parameters' values in `model`, by name (rule units)."""
         return {name: float(np.asarray(x)) for name, x in zip(self.names, self._where(model))}
 
+    def with_values(self, model: eqx.Module, values: Mapping[str, float]) -> eqx.Module:
+        """`model` with the free parameters set to `values` (by name, as `values` returns them)."""
+        return eqx.tree_at(self._where, model, replace=tuple(jnp.asarray(values[name]) for name in self.names))
+
     def sample(self, u: PyTree, n: int, *, key: Key) -> PyTree:
         """`n` random points (leading axis) spread evenly over the bounds (log-evenly for scale parameters).
 

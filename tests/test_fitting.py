@@ -468,3 +468,12 @@ def test_main_job_default_fit(tmp_path):
     print(f"main job: mean z^2 {record['chi2_mean']:.4f} after {record['steps']} steps, {record['wall_s']:.1f} s")
     assert record["chi2_mean"] <= 0.15
     assert {"fit.json", "fit.csv", "fit.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_with_values_inverts_values():
+    rule = ca_plast.gb2012_preset("DP")
+    free = fitting.FreeParameters(rule, ["theta_p", "C_pre", "calcium.tau_ca"])
+    values = {"theta_p": 1.7, "C_pre": 0.9, "calcium.tau_ca": 31.0}
+    moved = free.with_values(rule, values)
+    assert free.values(moved) == values
+    assert moved.theta_d == rule.theta_d and moved.calcium.C_post == rule.calcium.C_post

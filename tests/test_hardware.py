@@ -387,7 +387,7 @@ def test_quantisation_aware_fit_beats_the_float_fit_under_emulation(tmp_path):
     fit, on random numbers that neither the fit nor its own validation saw (the whole data
     set, all ten free parameters: benchmarks/quantisation_aware_fit.py).
     """
-    from fitting import Refinement, chi2, fit, hardware_predictions, load_dataset
+    from fitting import FreeParameters, Refinement, chi2, fit, hardware_predictions, load_dataset
 
     data = _subset(load_dataset("sjostrom2001"), [0, 1])
     config = cp.BSS2()
@@ -400,9 +400,11 @@ def test_quantisation_aware_fit_beats_the_float_fit_under_emulation(tmp_path):
     assert record["kept"] == "refined" and result.chi2_mean == record["refined_chi2"]
     assert (tmp_path / "checkpoint_hardware.npz").is_file()
 
+    dp = cp.gb2012_preset("DP")
+    free = FreeParameters(dp, ["theta_p", "theta_d"])
+
     def rule(params):
-        return eqx.tree_at(lambda r: (r.theta_p, r.theta_d), cp.gb2012_preset("DP"),
-                           (jnp.asarray(params["theta_p"]), jnp.asarray(params["theta_d"])))
+        return free.with_values(dp, params)
 
     unseen = [hardware_predictions([rule(record["float_fit_params"]), rule(record["refined_params"])], data, config,
                                    n_synapses=1000, key=jax.random.key(seed)) for seed in (7, 8)]
