@@ -465,28 +465,10 @@ def fit(
     if hardware is None:
         prediction, initial_prediction = (np.asarray(predict(m, problem.spikes)) for m in (model, init))
     else:
-        refined, losses = refine_on_hardware(
-            dataset, model, free_parameters, hardware, refinement, loss=loss, seed=seed, progress=progress,
+        model, prediction, initial_prediction, record = _refine_and_keep_better(
+            dataset, init, model, free_parameters, hardware, refinement, loss=loss, seed=seed, progress=progress,
             checkpoint=None if checkpoint is None else checkpoint.with_name(f"{checkpoint.stem}_hardware{checkpoint.suffix}"),
             checkpoint_every=checkpoint_every, resume=resume)
-        validation = jax.random.fold_in(jax.random.key(seed), _VALIDATION_STREAM)
-        initial_prediction, float_prediction, refined_prediction = hardware_predictions(
-            [init, model, refined], dataset, hardware, n_synapses=refinement.validation_synapses, key=validation)
-        float_chi2, refined_chi2 = (float(chi2(p, data, sem)) for p in (float_prediction, refined_prediction))
-        keep_refined = refined_chi2 <= float_chi2
-        record = {
-            "config": repr(hardware),
-            "float_fit_chi2": float_chi2,
-            "refined_chi2": refined_chi2,
-            "kept": "refined" if keep_refined else "float fit",
-            "float_fit_params": free_parameters.values(model),
-            "refined_params": free_parameters.values(refined),
-            "refinement": dataclasses.asdict(refinement),
-            "validation": f"hard UP/DOWN readout, {refinement.validation_synapses} synapses per state, "
-                          f"key fold_in(key({seed}), {_VALIDATION_STREAM})",
-            "history": losses,
-        }
-        model, prediction = (refined, refined_prediction) if keep_refined else (model, float_prediction)
     wall = time.monotonic() - started
     return FitResult(
         dataset=dataset,
@@ -513,6 +495,38 @@ def fit(
         wall_s_total=wall_before + wall,
         hardware=record,
     )
+
+
+def _refine_and_keep_better(dataset: Dataset, init: GraupnerBrunel2012, model: GraupnerBrunel2012,
+                            free_parameters: FreeParameters, hardware: ca_plast.BSS2, refinement: Refinement,
+                            **settings):
+    """The quantisation-aware stage of `fit`: refine the float fit `model`, score the initial rule, the float
+    fit and the refined rule under the emulation on validation draws, and keep the better fit.
+
+    Returns the kept rule, its predictions, the initial rule's, and the record for `FitResult.hardware`.
+    """
+    seed = settings["seed"]
+    refined, losses = refine_on_hardware(dataset, model, free_parameters, hardware, refinement, **settings)
+    validation = jax.random.fold_in(jax.random.key(seed), _VALIDATION_STREAM)
+    initial_prediction, float_prediction, refined_prediction = hardware_predictions(
+        [init, model, refined], dataset, hardware, n_synapses=refinement.validation_synapses, key=validation)
+    float_chi2, refined_chi2 = (float(chi2(p, dataset.data, dataset.sem)) for p in (float_prediction, refined_prediction))
+    keep_refined = refined_chi2 <= float_chi2
+    record = {
+        "config": repr(hardware),
+        "float_fit_chi2": float_chi2,
+        "refined_chi2": refined_chi2,
+        "kept": "refined" if keep_refined else "float fit",
+        "float_fit_params": free_parameters.values(model),
+        "refined_params": free_parameters.values(refined),
+        "refinement": dataclasses.asdict(refinement),
+        "validation": f"hard UP/DOWN readout, {refinement.validation_synapses} synapses per state, "
+                      f"key fold_in(key({seed}), {_VALIDATION_STREAM})",
+        "history": losses,
+    }
+    if keep_refined:
+        return refined, refined_prediction, initial_prediction, record
+    return model, float_prediction, initial_prediction, record
 
 
 def hardware_predictions(rules: Sequence[GraupnerBrunel2012], dataset: Dataset, hardware: ca_plast.BSS2, *,
