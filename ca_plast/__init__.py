@@ -22,8 +22,17 @@ from ._closed_form import (
     time_above_thresholds as time_above_thresholds,
     transition_probabilities as transition_probabilities,
 )
+from ._density import (
+    DensityGrid as DensityGrid,
+    DensitySolution as DensitySolution,
+    check_density as check_density,
+    density_ratio as density_ratio,
+    density_ratios as density_ratios,
+    solve_density as solve_density,
+)
 from ._early_phase import (
     Affine as Affine,
+    bistable_flow as bistable_flow,
     GraupnerBrunel2012 as GraupnerBrunel2012,
     threshold_drive as threshold_drive,
 )

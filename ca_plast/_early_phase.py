@@ -11,6 +11,7 @@ drift (time scale tau, ~10^5 ms) is added by Strang splitting.
 """
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 
 from ._calcium import AbstractCalcium, time_above
@@ -74,6 +75,15 @@ class GraupnerBrunel2012(eqx.Module):
         """One explicit Euler step of the bistable drift over `s` ms (s << tau)."""
         return rho - s / self.tau * rho * (1 - rho) * (self.rho_star - rho)
 
+    def cubic_flow(self, rho: Array, t: Array) -> Array:
+        """Exact flow of the bistable drift `tau drho/dt = -rho (1 - rho)(rho_star - rho)` over `t` ms.
+
+        `t < 0` flows backwards; points that reach infinity in that time (backwards from
+        outside [0, 1]) come back as +-inf. Differentiable in `rho`, `t`, `rho_star` and `tau`
+        (`bistable_flow`).
+        """
+        return bistable_flow(rho, t, self.rho_star, self.tau)
+
     def change_ratio(self, up: Array, down: Array) -> Array:
         """Mean synaptic weight after / before, from P(DOWN->UP) = `up` and P(UP->DOWN) = `down`.
 
@@ -82,6 +92,72 @@ class GraupnerBrunel2012(eqx.Module):
         beta, b = self.beta, self.b
         after = beta * (1 - up) + (1 - beta) * down + b * (beta * up + (1 - beta) * (1 - down))
         return after / (beta + (1 - beta) * b)
+
+
+def _log_abs(y: Array) -> Array:
+    return jnp.log(jnp.maximum(jnp.abs(y), 1e-300))
+
+
+def _first_integral(x: Array, r: Array) -> Array:
+    """`G(x) = ln|x - r| - (1 - r) ln|x| - r ln|1 - x|`, which grows at the rate r (1 - r) / tau along the flow."""
+    return _log_abs(x - r) - (1 - r) * _log_abs(x) - r * _log_abs(1 - x)
+
+
+@jax.custom_jvp
+def bistable_flow(rho: Array, t: Array, rho_star: Array, tau: Array) -> Array:
+    """Exact flow of `tau drho/dt = rho (1 - rho)(rho - rho_star)` from `rho` over `t` ms (GB2012's cubic drift).
+
+    The drift has the first integral `G` (`_first_integral`) growing at the constant rate
+    `rho_star (1 - rho_star) / tau`. For rho_star = 1/2 this inverts in closed form,
+    `u(t) = u sqrt(E / (1 + 4 u^2 (E - 1)))` with `u = rho - 1/2`, `E = exp(t / (2 tau))`.
+    Otherwise that formula, applied in a coordinate that puts rho_star at 1/2 on each side,
+    starts Newton steps on G (kept inside the starting point's interval between the fixed
+    points 0, rho_star, 1). Derivatives come from the implicit-function theorem applied to
+    G (exact, whatever the number of Newton steps).
+    """
+    r = rho_star
+    below = rho < r
+    u = jnp.where(below, rho * 0.5 / r, 0.5 + (rho - r) * 0.5 / (1 - r)) - 0.5
+    E = jnp.exp(2 * r * (1 - r) * t / tau)
+    denominator = 1 + 4 * u * u * (E - 1)
+    finite = denominator > 0
+    u = u * jnp.sqrt(E / jnp.where(finite, denominator, 1.0))
+    guess = jnp.where(below, (u + 0.5) * 2 * r, r + u * 2 * (1 - r))
+
+    def polish(x):
+        lower = jnp.where(rho < 0, -jnp.inf, jnp.where(below, 0.0, jnp.where(rho < 1, r, 1.0)))
+        upper = jnp.where(rho < 0, 0.0, jnp.where(below, r, jnp.where(rho < 1, 1.0, jnp.inf)))
+        target = _first_integral(rho, r) + r * (1 - r) * t / tau
+        for _ in range(8):
+            step = x - (_first_integral(x, r) - target) * x * (1 - x) * (x - r) / (r * (1 - r))
+            # A step past a fixed point goes halfway to it instead (the flow never crosses one).
+            x = jnp.where(step < lower, (x + lower) / 2, jnp.where(step > upper, (x + upper) / 2, step))
+        return x
+
+    x = jnp.where(finite, guess, rho)
+    x = jax.lax.cond(jnp.all(r == 0.5), lambda x: x, polish, x)
+    return jnp.where(finite, x, jnp.where(rho > r, jnp.inf, -jnp.inf))
+
+
+@bistable_flow.defjvp
+def _bistable_flow_jvp(primals, tangents):
+    rho, t, r, tau = primals
+    d_rho, d_t, d_r, d_tau = tangents
+    x = bistable_flow(rho, t, r, tau)
+    finite = jnp.isfinite(x)
+    x_safe = jnp.where(finite, x, rho)
+    field_x = x_safe * (1 - x_safe) * (x_safe - r)
+    field_rho = rho * (1 - rho) * (rho - r)
+    moving = jnp.abs(field_rho) > 1e-300
+    # G_x(rho) / G_x(x); at a fixed point x = rho and the ratio is 1.
+    stretch = jnp.where(moving, field_x / jnp.where(moving, field_rho, 1.0), 1.0)
+    away = jnp.abs(rho - r) > 0
+    # (G_r(rho) - G_r(x)) / G_x(x), with the poles at r cancelled analytically.
+    from_r = field_x / (r * (1 - r)) * (_log_abs(rho) - _log_abs(1 - rho) - _log_abs(x_safe) + _log_abs(1 - x_safe)) \
+        + x_safe * (1 - x_safe) / (r * (1 - r)) * (1 - (x_safe - r) / jnp.where(away, rho - r, 1.0))
+    from_rate = field_x * t * (1 - 2 * r) / (r * (1 - r) * tau)
+    d_x = stretch * d_rho + field_x / tau * d_t + (from_r + from_rate) * d_r - field_x * t / tau**2 * d_tau
+    return x, jnp.where(finite, d_x, 0.0)
 
 
 class Affine(eqx.Module):

@@ -78,14 +78,14 @@ def solve_events(
     `jax.vmap` over padded spikes (`to_spikes` of a list), parameter sets or keys. The scan
     body is `jax.checkpoint`ed, so reverse mode stores one carry per event.
     """
-    _check_structure(spikes)
+    _check_structure("solve_events", spikes)
     for name, value in (("drive_steps", drive_steps), ("quiet_steps", quiet_steps)):
         if int(value) != value or value < 1:
             raise ValueError(f"solve_events: {name} must be a whole number >= 1, got {value!r}")
     drive_steps, quiet_steps = int(drive_steps), int(quiet_steps)
     rho0 = jnp.asarray(rho0, dtype=jnp.result_type(float))
     check_finite("solve_events", "rho0", rho0)
-    spikes = _check_values(spikes)
+    spikes = _check_values("solve_events", spikes)
     calcium = rule.calcium
     intervals, kinds, active = event_sequence(spikes, calcium.D)
 
@@ -147,23 +147,29 @@ def _where(flag: Array, new, old):
     return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
 
 
-def _check_structure(spikes: Spikes) -> None:
+def check_spikes(owner: str, spikes: Spikes) -> Spikes:
+    """Check one unbatched protocol for an event-driven solver named `owner`; returns `spikes` (with run-time checks when traced)."""
+    _check_structure(owner, spikes)
+    return _check_values(owner, spikes)
+
+
+def _check_structure(owner: str, spikes: Spikes) -> None:
     """Shapes: one unbatched protocol whose tick, offset and mask arrays agree."""
     if not isinstance(spikes, Spikes):
-        raise ValueError(f"solve_events: spikes must be ca_plast.Spikes (see to_spikes), got {type(spikes).__name__}")
+        raise ValueError(f"{owner}: spikes must be ca_plast.Spikes (see to_spikes), got {type(spikes).__name__}")
     for side in ("pre", "post"):
         shapes = {f"{side}_{name}": getattr(spikes, f"{side}_{name}").shape for name in ("tick", "offset", "mask")}
         if len(set(shapes.values())) != 1:
-            raise ValueError(f"solve_events: mismatched shapes {shapes}; the tick, offset and mask arrays of one train must agree")
+            raise ValueError(f"{owner}: mismatched shapes {shapes}; the tick, offset and mask arrays of one train must agree")
     if spikes.pre_tick.ndim != 1 or spikes.post_tick.ndim != 1 or spikes.end_tick.ndim != 0 or spikes.end_offset.ndim != 0:
         raise ValueError(
-            "solve_events: expected unbatched spikes (1-d trains, scalar end); got pre shape "
+            f"{owner}: expected unbatched spikes (1-d trains, scalar end); got pre shape "
             f"{spikes.pre_tick.shape}, post shape {spikes.post_tick.shape}, end shape {spikes.end_tick.shape}; "
             "vmap over the batch"
         )
 
 
-def _check_values(spikes: Spikes) -> Spikes:
+def _check_values(owner: str, spikes: Spikes) -> Spikes:
     """Offsets finite, real spikes before the protocol's end.
 
     Raises ValueError on concrete values; traced values (under jit or vmap) are checked at
@@ -182,7 +188,7 @@ def _check_values(spikes: Spikes) -> Spikes:
         tick, offset, mask = (getattr(arrays, f"{side}_{name}") for name in ("tick", "offset", "mask"))
         late = mask & ((tick > end_tick) | ((tick == end_tick) & (offset >= end_offset)))
         checks.append((f"{side} spike times must lie before the protocol's end (Protocol.duration)", late, tick, offset))
-    messages = [f"solve_events: {requirement}" for requirement, *_ in checks]
+    messages = [f"{owner}: {requirement}" for requirement, *_ in checks]
     if traced:
         failed = jnp.stack([jnp.any(bad) for _, bad, _, _ in checks])
         checked = eqx.branched_error_if(spikes.end_offset, jnp.any(failed), jnp.argmax(failed), messages)

@@ -9,13 +9,14 @@ import numpy as np
 
 from ._closed_form import closed_form_ratio
 from ._custom_types import Array, Key
+from ._density import DensityGrid, density_ratios
 from ._early_phase import GraupnerBrunel2012
 from ._events import solve_events
 from ._protocols import Protocol
 from ._scan import solve_scan
 from ._spikes import Spikes, to_spikes
 
-METHODS = ("closed-form", "scan", "events")
+METHODS = ("closed-form", "scan", "events", "density")
 
 
 def population_ratio(rule: GraupnerBrunel2012, rho_from_down: Array, rho_from_up: Array) -> tuple[Array, Array]:
@@ -76,12 +77,15 @@ def stdp_ratios(
     key: Key | None = None,
     step: float = 0.1,
     hardware=None,
+    grid: DensityGrid | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Change ratio (after / before) and its standard error for each protocol.
 
-    `method`: "closed-form" (GB2012 analytic, sem 0), "scan" (time-stepped simulation with
-    steps of `step` ms) or "events" (event-driven simulation, `solve_events`; there `step`
-    only sets the tick of the spike arrays). Simulations use `n_synapses` synapses starting
+    `method`: "closed-form" (GB2012's analytic approximation, sem 0), "scan" (time-stepped
+    simulation with steps of `step` ms), "events" (event-driven simulation, `solve_events`;
+    there `step` only sets the tick of the spike arrays) or "density" (the model's exact
+    expectation over its noise, `solve_density` on `grid`, default `DensityGrid()`, widened
+    automatically where mass would leave it; sem 0). Simulations use `n_synapses` synapses starting
     DOWN and as many starting UP, noise from `key` (keyword-only, required), protocol i with
     `fold_in(key, i)`.
     `hardware`: None, or a `BSS2` configuration to run the simulation on emulated
@@ -96,6 +100,9 @@ def stdp_ratios(
     if method == "closed-form":
         ratio = _batched_closed_form(rule, spikes)
         return np.asarray(ratio), np.zeros(len(protocols))
+    if method == "density":
+        ratio, _ = density_ratios(rule, spikes, DensityGrid() if grid is None else grid)
+        return ratio, np.zeros(len(protocols))
     if int(n_synapses) != n_synapses or n_synapses < 1:
         raise ValueError(f"n_synapses must be a whole number >= 1, got {n_synapses!r}")
     if key is None:

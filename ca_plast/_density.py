@@ -1,0 +1,315 @@
+"""Population-density solver: the probability density of rho, propagated event by event on a grid.
+
+Every synapse of a population sees the same calcium trace, so the density p(rho, t) of its
+efficacies obeys a linear Fokker-Planck equation (GB2012; `rho` as in `GraupnerBrunel2012`)
+
+    dp/dt = -d/drho [A(rho, c) p / tau] + sigma^2 (H_p + H_d) / (2 tau) d^2 p / drho^2,
+    A = -rho (1 - rho)(rho_star - rho) + gamma_p (1 - rho) H_p - gamma_d rho H_d,
+
+whose drift and diffusion change only at threshold crossings. The solver follows the
+event-driven solver (`solve_events`) interval by interval, but moves the whole distribution
+instead of samples, so the result is the expectation over the rule's noise: deterministic,
+smooth in every parameter, and free of Monte Carlo error.
+
+Representation. The cumulative distribution F(x) = P(rho <= x) is held at the edges of a
+uniform grid of cells of width h = 1 / `cells_per_unit` covering [-margin, 1 + margin];
+rho = 0 and rho = 1 are cell centres, so the initial point masses (all synapses DOWN, or all
+UP) are single cells centred on the truth. Between grid points F is the monotone cubic
+Hermite interpolant with Steffen's (1990) slopes: monotone (no negative density), exact for
+linear F, and smooth in the evaluation point.
+
+One interval of `s` ms after an event, with calcium `c0` (module docstring of `_events`):
+
+1. The threshold drive acts during the first L = max(a_p, a_d) ms (`time_above`). Over that
+   time it is the exact affine map with Ornstein-Uhlenbeck variance of `rule.drive`:
+   rho -> g rho + m + sqrt(v) N(0, 1), the same for every synapse of the population.
+2. Strang splitting as in the event solver: the cubic drift (time scale tau) acts for L/2
+   before the drive and s - L/2 after it. Consecutive cubic flows compose exactly (the
+   flow is autonomous), so the solver carries the pending cubic time forward and applies
+   it, together with the next drive, in one remap; intervals without drive (calcium below
+   both thresholds) cost no remap at all.
+3. Deterministic part: semi-Lagrangian remap of F, F_new(x) = F_old(C_{-t}((x - m) / g)),
+   with C the exact flow of the cubic (`GraupnerBrunel2012.cubic_flow`, closed form for
+   rho_star = 1/2). Mass is transported, never created (F stays a distribution function).
+4. Noise: the cell masses are convolved (by FFT, zero-padded so nothing wraps) with the
+   semi-discrete heat kernel of variance v / h^2 cells^2 (Fourier symbol
+   exp(-(v / h^2)(1 - cos w))): positive, mass-conserving, and exactly of variance v for
+   any v, however small compared with a cell.
+5. Mass pushed beyond the grid is folded back into the edge cells (so it is still counted
+   on the correct side of rho_star) and summed in `DensitySolution.escaped`, which the
+   public entry points check (`check_density`): nothing leaves the grid silently.
+
+With `drive_steps` K > 1 the driven part is cut into K equal sub-intervals, each with its
+own exact affine map and its own remap and convolution (the cubic acting in between), as
+the event solver's sub-steps do. Readout: U = P(rho > rho_star | started DOWN) and
+D = P(rho <= rho_star | started UP) are read off the final distribution functions at
+rho_star by the same interpolation, so they are differentiable in rho_star too.
+
+Accuracy is set by the grid (h) and the splitting (K); the convergence
+table in `benchmarks/density.py` and the tests against 10^5 simulated synapses per state
+(`tests/test_density.py`) measure it. Cost per event: O(n log n) for n cells.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._custom_types import Array, Float
+from ._early_phase import Affine, GraupnerBrunel2012
+from ._events import check_spikes
+from ._spikes import POST, PRE, Spikes, event_sequence
+
+# `DensitySolution.escaped` above this (probability mass) is an error of the public entry points.
+ESCAPE_TOLERANCE = 1e-6
+# Fewer cells than this across the spread of the accumulated threshold noise is an error too.
+MIN_SPREAD_CELLS = 2.0
+
+
+class DensityGrid(eqx.Module):
+    """Discretisation of `solve_density` (all static: a new setting compiles anew).
+
+    `cells_per_unit`: cells per unit of rho (cell width h = 1 / cells_per_unit); `margin`:
+    the grid covers [-margin, 1 + margin] (rho leaves [0, 1] only by noise; the bistable
+    drift pulls it back); `drive_steps`: sub-intervals of the driven part of each interval;
+    The defaults reproduce 10^5
+    simulated synapses per state within their standard errors on every shipped protocol
+    (see the module docstring for how to check a setting).
+    """
+
+    cells_per_unit: int = eqx.field(static=True, default=100)
+    margin: float = eqx.field(static=True, default=1.0)
+    drive_steps: int = eqx.field(static=True, default=1)
+
+    def __check_init__(self):
+        for name, minimum in (("cells_per_unit", 2), ("drive_steps", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+                raise ValueError(f"DensityGrid: {name} must be a whole number >= {minimum}, got {value!r}")
+        if isinstance(self.margin, bool) or not (np.isfinite(self.margin) and self.margin > 0):
+            raise ValueError(f"DensityGrid: margin must be a finite number > 0 (rho units), got {self.margin!r}")
+
+    @property
+    def width(self) -> float:
+        """Cell width h (rho units)."""
+        return 1.0 / self.cells_per_unit
+
+    @property
+    def n_cells(self) -> int:
+        return int(round((1 + 2 * self.margin) * self.cells_per_unit)) + 1
+
+    def edges(self, dtype=None) -> Array:
+        """Cell edges, shape `(n_cells + 1,)`; cell k is centred on `-margin + k h` (0 and 1 are centres)."""
+        h = self.width
+        lowest = -round(self.margin * self.cells_per_unit) * h
+        return jnp.asarray(lowest - h / 2 + h * np.arange(self.n_cells + 1), dtype=dtype)
+
+
+class DensitySolution(eqx.Module):
+    """Result of `solve_density` for one protocol.
+
+    `edges`: the grid's cell edges, shape `(n + 1,)`; `cdf`: P(rho <= edge) at the end of
+    the protocol for the population that started DOWN (row 0, rho = 0) and UP (row 1,
+    rho = 1), shape `(2, n + 1)`; `up` = P(DOWN -> UP) and `down` = P(UP -> DOWN) (UP
+    means rho > rho_star); `escaped`: probability mass that reached beyond the grid and was
+    folded back into its edge cells (per population, summed over the protocol); `spread`:
+    standard deviation (rho units) of all the threshold noise of the protocol (sqrt of the
+    summed interval variances); `travel`: summed deterministic displacement of the drive
+    (rho units, |m| + |1 - g| per interval); `time_p`, `time_d`: time (ms) calcium spent
+    above theta_p and theta_d.
+    """
+
+    edges: Float[Array, " n_edges"]
+    cdf: Float[Array, "2 n_edges"]
+    up: Array
+    down: Array
+    escaped: Float[Array, " 2"]
+    spread: Array
+    travel: Array
+    time_p: Array
+    time_d: Array
+
+    def density(self) -> Float[Array, "2 n_cells"]:
+        """Probability density (per unit rho) in every cell, for the populations started DOWN and UP."""
+        return jnp.diff(self.cdf, axis=-1) / jnp.diff(self.edges)
+
+
+def solve_density(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = DensityGrid()) -> DensitySolution:
+    """Propagate the density of rho of a population through one protocol (unbatched `spikes`).
+
+    Scheme: module docstring. Deterministic (no key); any calcium model of `ca_plast`
+    works; batch with `jax.vmap` over padded spikes (`to_spikes` of a list) or parameter
+    sets. Differentiable in every parameter of the rule, its calcium and the spike times.
+    The scan body is `jax.checkpoint`ed, so reverse mode stores one carry per event.
+    """
+    if not isinstance(grid, DensityGrid):
+        raise ValueError(f"solve_density: grid must be a ca_plast.DensityGrid, got {type(grid).__name__}")
+    spikes = check_spikes("solve_density", spikes)
+    dtype = spikes.pre_offset.dtype
+    calcium = rule.calcium
+    intervals, kinds, active = event_sequence(spikes, calcium.D)
+    edges = grid.edges(dtype)
+    h = grid.width
+    lo, hi = edges[0], edges[-1]
+    n = grid.n_cells
+    size = _fft_size(2 * n)
+    # Heat-kernel symbol per unit of variance in cells^2: exp(-t (1 - cos w)).
+    symbol = jnp.asarray(1 - np.cos(2 * np.pi * np.fft.rfftfreq(size)), dtype=dtype)
+    K = grid.drive_steps
+
+    def remap(cdf, t, affine):
+        """F_new(x) = F_old(C_{-t}((x - m) / g)): the cubic flow for `t` ms, then the affine mean."""
+        x = jnp.clip(rule.cubic_flow(jnp.clip((edges - affine.shift) / affine.gain, lo, hi), -t), lo, hi)
+        new = interpolate(cdf, x, lo, h)
+        escaped = new[:, 0] + (1 - new[:, -1])
+        return new.at[:, 0].set(0.0).at[:, -1].set(1.0), escaped
+
+    def diffuse(cdf, variance):
+        """Convolve the cell masses with the heat kernel of `variance` (rho units^2); fold what leaves the grid."""
+        mass = jnp.diff(cdf, axis=-1)
+        spectrum = jnp.fft.rfft(mass, n=size, axis=-1) * jnp.exp(-(variance / h**2) * symbol)
+        spread = jnp.fft.irfft(spectrum, n=size, axis=-1)
+        split = n + (size - n) // 2
+        right, left = jnp.sum(spread[:, n:split], axis=-1), jnp.sum(spread[:, split:], axis=-1)
+        mass = spread[:, :n].at[:, 0].add(left).at[:, -1].add(right)
+        cdf = jnp.concatenate([jnp.zeros_like(mass[:, :1]), jnp.cumsum(mass, axis=-1)], axis=-1)
+        return cdf.at[:, -1].set(1.0), left + right
+
+    @jax.checkpoint
+    def body(carry, event):
+        state, cdf, pending, escaped, variance, travel, t_p, t_d = carry
+        s, kind, act = event
+        a_p, a_d = rule.times_above(calcium.concentration(state), s)
+        length = jnp.maximum(a_p, a_d)
+        driven = length > 0
+        piece = length / K
+        for j in range(K):
+            begin = piece * j
+            affine = rule.drive(calcium.concentration(calcium.decay(state, begin)), piece)
+            moved, out_remap = remap(cdf, pending + piece / 2, affine)
+            moved, out_noise = diffuse(moved, affine.variance)
+            cdf = jnp.where(driven, moved, cdf)
+            escaped = escaped + jnp.where(driven, out_remap + out_noise, 0.0)
+            variance = variance + jnp.where(driven, affine.variance, 0.0)
+            travel = travel + jnp.where(driven, jnp.abs(affine.shift) + jnp.abs(1 - affine.gain), 0.0)
+            pending = jnp.where(driven, piece / 2, pending)
+        pending = pending + jnp.where(driven, s - length, s)
+        state = calcium.decay(state, s)
+        state = _where(act & (kind == PRE), calcium.on_pre(state), state)
+        state = _where(act & (kind == POST), calcium.on_post(state), state)
+        return (state, cdf, pending, escaped, variance, travel, t_p + a_p, t_d + a_d), None
+
+    zero = jnp.zeros_like(intervals[0])
+    start = jnp.stack([(edges > 0).astype(dtype), (edges > 1).astype(dtype)])
+    init = (calcium.init(), start, zero, jnp.zeros(2, dtype), zero, zero, zero, zero)
+    (state, cdf, pending, escaped, variance, travel, t_p, t_d), _ = jax.lax.scan(body, init, (intervals, kinds, active))
+    final, out = remap(cdf, pending, Affine.identity(zero))
+    cdf = jnp.where(pending > 0, final, cdf)
+    escaped = escaped + jnp.where(pending > 0, out, 0.0)
+    at_star = interpolate(cdf, rule.rho_star, lo, h)
+    return DensitySolution(
+        edges=edges, cdf=cdf, up=1 - at_star[0], down=at_star[1], escaped=escaped, spread=jnp.sqrt(variance),
+        travel=travel, time_p=t_p, time_d=t_d,
+    )
+
+
+def density_ratio(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = DensityGrid()) -> Array:
+    """Change ratio (after / before, GB2012 readout) of one protocol from the density solver (unbatched)."""
+    solution = solve_density(rule, spikes, grid)
+    return rule.change_ratio(solution.up, solution.down)
+
+
+@eqx.filter_jit
+def _batched_solutions(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid) -> tuple[Array, DensitySolution]:
+    solution = jax.vmap(solve_density, in_axes=(None, 0, None))(rule, spikes, grid)
+    return rule.change_ratio(solution.up, solution.down), solution
+
+
+WIDEST_MARGIN = 8.0
+
+
+def density_ratios(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = DensityGrid()
+                   ) -> tuple[np.ndarray, DensityGrid]:
+    """Change ratios of a batch of protocols (batched `spikes`) by the density solver, checked; returns them and the grid used.
+
+    Where probability mass leaves the grid, the margin is doubled (up to
+    `WIDEST_MARGIN`) and the batch solved again: automatic widening. A grid still too
+    narrow, or too coarse for the protocol's noise, is a ValueError (`check_density`).
+    """
+    while True:
+        ratio, solution = _batched_solutions(rule, spikes, grid)
+        escaped = float(np.max(np.asarray(solution.escaped)))
+        if (escaped <= ESCAPE_TOLERANCE or not np.isfinite(escaped)) or 2 * grid.margin > WIDEST_MARGIN:
+            break
+        grid = DensityGrid(grid.cells_per_unit, 2 * grid.margin, grid.drive_steps)
+    check_density(solution, grid)
+    return np.asarray(ratio), grid
+
+
+def check_density(solution: DensitySolution, grid: DensityGrid, what: str = "") -> None:
+    """Raise ValueError if a (possibly batched) solution lost mass beyond the grid or was too coarse for its noise.
+
+    Mass beyond the grid is folded back into its edge cells and counted on the right side
+    of rho_star, but its return under the bistable drift is then wrong: more than
+    `ESCAPE_TOLERANCE` is an error (widen `margin`). A protocol whose drive moved the
+    density by a cell or more while all its noise spread it over fewer than
+    `MIN_SPREAD_CELLS` cells is resolved too coarsely (raise `cells_per_unit`).
+    """
+    where = f" ({what})" if what else ""
+    escaped = float(np.max(np.asarray(solution.escaped)))
+    if not np.isfinite(escaped) or escaped > ESCAPE_TOLERANCE:
+        raise ValueError(
+            f"density solver{where}: probability mass {escaped:.3g} left the grid [-{grid.margin:g}, "
+            f"{1 + grid.margin:g}] (tolerance {ESCAPE_TOLERANCE:g}); widen it with a larger DensityGrid(margin=...)"
+        )
+    spread = np.asarray(solution.spread) / grid.width
+    coarse = (np.asarray(solution.travel) >= grid.width) & (spread < MIN_SPREAD_CELLS)
+    if np.any(coarse):
+        cells = float(np.min(spread[coarse]))
+        raise ValueError(
+            f"density solver{where}: the noise of the protocol spreads rho over {cells:.3g} cells of the grid, fewer "
+            f"than {MIN_SPREAD_CELLS:g}; use a finer grid, DensityGrid(cells_per_unit > "
+            f"{int(np.ceil(grid.cells_per_unit * MIN_SPREAD_CELLS / max(cells, 1e-3)))})"
+        )
+
+
+def interpolate(cdf: Float[Array, "rows n_edges"], x: Array, lowest: Array, h: float) -> Float[Array, "rows ..."]:
+    """Monotone cubic Hermite interpolant (Steffen 1990 slopes) of each row of `cdf`, on uniform edges `lowest + k h`, at `x`.
+
+    Points outside the edges take the end values. Monotone data give a monotone
+    interpolant; linear data are reproduced exactly; the result is continuously
+    differentiable in `x`. All rows share the points, so one gather serves them all.
+    """
+    secant = jnp.diff(cdf, axis=-1)
+    before, after = secant[:, :-1], secant[:, 1:]
+    both = (before > 0) & (after > 0) | (before < 0) & (after < 0)
+    smallest = jnp.minimum(jnp.minimum(jnp.abs(before), jnp.abs(after)), jnp.abs(before + after) / 4)
+    slope = jnp.concatenate([secant[:, :1], jnp.where(both, 2 * jnp.sign(before) * smallest, 0.0), secant[:, -1:]], axis=-1)
+    rows, cells = cdf.shape[0], secant.shape[-1]
+    # Per cell: the values and slopes at both of its edges, for every row.
+    table = jnp.concatenate([cdf[:, :-1], cdf[:, 1:], slope[:, :-1], slope[:, 1:]]).T
+    position = jnp.clip((x - lowest) / h, 0, cells)
+    k = jnp.clip(jnp.floor(jax.lax.stop_gradient(position)), 0, cells - 1).astype(jnp.int32)
+    t = (position - k)[..., None]
+    t2, t3 = t * t, t * t * t
+    value = table[k]
+    left, right, d_left, d_right = (value[..., i * rows:(i + 1) * rows] for i in range(4))
+    out = (2 * t3 - 3 * t2 + 1) * left + (t3 - 2 * t2 + t) * d_left + (3 * t2 - 2 * t3) * right + (t3 - t2) * d_right
+    return jnp.moveaxis(out, -1, 0)
+
+
+def _fft_size(minimum: int) -> int:
+    """The smallest 2^a 3^b >= `minimum` (fast FFT lengths)."""
+    best = 1 << (minimum - 1).bit_length()
+    power3 = 1
+    while power3 < best:
+        size = power3
+        while size < minimum:
+            size *= 2
+        best = min(best, size)
+        power3 *= 3
+    return best
+
+
+def _where(flag: Array, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
