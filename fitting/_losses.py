@@ -11,19 +11,29 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ca_plast import GraupnerBrunel2012, Spikes, closed_form_ratio
+from ca_plast import DensityGrid, GraupnerBrunel2012, Spikes, closed_form_ratio, density_ratio
 
 from ca_plast._custom_types import Array, Float
 
+METHODS = ("density", "closed-form")
+
 
 @eqx.filter_jit
-def predict(rule: GraupnerBrunel2012, spikes: Spikes) -> Float[Array, " n"]:
-    """GB2012 closed-form change ratio (after / before) of every protocol of a batched `Spikes` (jit-compiled).
+def predict(rule: GraupnerBrunel2012, spikes: Spikes, method: str = "closed-form",
+            grid: DensityGrid = DensityGrid()) -> Float[Array, " n"]:
+    """Change ratio (after / before) of every protocol of a batched `Spikes` (jit-compiled, differentiable).
 
+    `method`: "density" (the model's own expectation over its noise, `ca_plast.solve_density`
+    on `grid`) or "closed-form" (GB2012's analytic approximation: drive averaged over the
+    protocol, bistable drift neglected; exact only for protocols much shorter than `tau`).
     Under hardware emulation: `ca_plast.hardware_prediction` (smooth, for fitting) and
     `ca_plast.hardware_ratios` (hard readout, for scoring).
     """
-    return jax.vmap(closed_form_ratio, in_axes=(None, 0))(rule, spikes)
+    if method == "density":
+        return jax.vmap(density_ratio, in_axes=(None, 0, None))(rule, spikes, grid)
+    if method == "closed-form":
+        return jax.vmap(closed_form_ratio, in_axes=(None, 0))(rule, spikes)
+    raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
 
 
 def z_scores(model: Array, data: Array, sem: Array) -> Array:
