@@ -41,7 +41,8 @@ def _stdp_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dt-range", default="-100:100:10", help="START:STOP:STEP of t_post - t_pre in ms")
     parser.add_argument("--pairs", type=int, default=60, help="number of pairs (default 60)")
     parser.add_argument("--freq", type=float, default=1.0, help="pairing frequency in Hz (default 1)")
-    parser.add_argument("--method", help="closed-form, scan or events (default: closed-form; scan with --hardware bss2)")
+    parser.add_argument("--method", help="closed-form (GB2012's approximation), scan, events (simulations) or density "
+                                         "(the model's exact expectation) (default: closed-form; scan with --hardware bss2)")
     parser.add_argument("--trials", type=int, default=1000, help="synapses per state (DOWN and UP) for simulations")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--step-ms", type=float, default=0.1, help="solver step in ms (scan)")
