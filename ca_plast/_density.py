@@ -132,7 +132,7 @@ class DensitySolution(eqx.Module):
 
     def density(self) -> Float[Array, "2 n_cells"]:
         """Probability density (per unit rho) in every cell, for the populations started DOWN and UP."""
-        return jnp.diff(self.cdf, axis=-1) / jnp.diff(self.edges)
+        return jnp.diff(self.cdf, axis=-1) / jnp.diff(self.edges)[..., None, :]
 
 
 def solve_density(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = DensityGrid()) -> DensitySolution:
@@ -168,7 +168,7 @@ def solve_density(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = 
     def diffuse(cdf, variance):
         """Convolve the cell masses with the heat kernel of `variance` (rho units^2); fold what leaves the grid."""
         mass = jnp.diff(cdf, axis=-1)
-        spectrum = jnp.fft.rfft(mass, n=size, axis=-1) * jnp.exp(-(variance / h**2) * symbol)
+        spectrum = jnp.fft.rfft(mass, n=size, axis=-1) * jnp.exp(-(variance / h**2) * symbol)[None]
         spread = jnp.fft.irfft(spectrum, n=size, axis=-1)
         split = n + (size - n) // 2
         right, left = jnp.sum(spread[:, n:split], axis=-1), jnp.sum(spread[:, split:], axis=-1)
@@ -240,9 +240,9 @@ def density_ratios(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid =
     while True:
         ratio, solution = _batched_solutions(rule, spikes, grid)
         escaped = float(np.max(np.asarray(solution.escaped)))
-        if (escaped <= _tolerance(solution) or not np.isfinite(escaped)) or 2 * grid.margin > WIDEST_MARGIN:
+        if escaped <= _tolerance(solution) or not np.isfinite(escaped) or grid.margin >= WIDEST_MARGIN:
             break
-        grid = DensityGrid(grid.cells_per_unit, 2 * grid.margin, grid.drive_steps)
+        grid = DensityGrid(grid.cells_per_unit, min(2 * grid.margin, WIDEST_MARGIN), grid.drive_steps)
     check_density(solution, grid)
     return np.asarray(ratio), grid
 
@@ -260,8 +260,9 @@ def check_density(solution: DensitySolution, grid: DensityGrid, what: str = "") 
     escaped = float(np.max(np.asarray(solution.escaped)))
     if not np.isfinite(escaped) or escaped > _tolerance(solution):
         raise ValueError(
-            f"density solver{where}: probability mass {escaped:.3g} left the grid [-{grid.margin:g}, "
-            f"{1 + grid.margin:g}] (tolerance {_tolerance(solution):g}); widen it with a larger DensityGrid(margin=...)"
+            f"density solver{where}: probability mass left the grid [-{grid.margin:g}, {1 + grid.margin:g}] "
+            f"({escaped:.3g} summed over the protocol's intervals, tolerance {_tolerance(solution):g}); "
+            f"widen it with a larger DensityGrid(margin=...)"
         )
     spread = np.asarray(solution.spread) / grid.width
     coarse = (np.asarray(solution.travel) >= grid.width) & (spread < MIN_SPREAD_CELLS)

@@ -117,17 +117,23 @@ def bistable_flow(rho: Array, t: Array, rho_star: Array, tau: Array) -> Array:
     """
     r = rho_star
     below = rho < r
+    outside = (rho < 0) | (rho > 1)
     u = jnp.where(below, rho * 0.5 / r, 0.5 + (rho - r) * 0.5 / (1 - r)) - 0.5
-    E = jnp.exp(2 * r * (1 - r) * t / tau)
+    # Beyond exponent 700 every point but the fixed points has reached 0 or 1 to double precision.
+    E = jnp.exp(jnp.minimum(2 * r * (1 - r) * t / tau, 700.0))
     denominator = 1 + 4 * u * u * (E - 1)
-    finite = denominator > 0
-    u = u * jnp.sqrt(E / jnp.where(finite, denominator, 1.0))
+    u = u * jnp.sqrt(E / jnp.where(denominator > 0, denominator, 1.0))
     guess = jnp.where(below, (u + 0.5) * 2 * r, r + u * 2 * (1 - r))
+    # Outside [0, 1], G > 0 falls to 0 at +-infinity (G ~ r (1 - r) / (2 x^2)): backwards, the flow
+    # reaches infinity when G would fall to 0 or below.
+    target = _first_integral(rho, r) + r * (1 - r) * t / tau
+    finite = ~outside | (target > 0)
+    far = jnp.sqrt(r * (1 - r) / (2 * jnp.where(target > 0, target, 1.0)))
+    guess = jnp.where(denominator > 0, guess, jnp.where(rho > 1, 1 + far, -far))
 
     def polish(x):
         lower = jnp.where(rho < 0, -jnp.inf, jnp.where(below, 0.0, jnp.where(rho < 1, r, 1.0)))
         upper = jnp.where(rho < 0, 0.0, jnp.where(below, r, jnp.where(rho < 1, 1.0, jnp.inf)))
-        target = _first_integral(rho, r) + r * (1 - r) * t / tau
         for _ in range(8):
             step = x - (_first_integral(x, r) - target) * x * (1 - x) * (x - r) / (r * (1 - r))
             # A step past a fixed point goes halfway to it instead (the flow never crosses one).
@@ -136,6 +142,7 @@ def bistable_flow(rho: Array, t: Array, rho_star: Array, tau: Array) -> Array:
 
     x = jnp.where(finite, guess, rho)
     x = jax.lax.cond(jnp.all(r == 0.5), lambda x: x, polish, x)
+    finite = finite & jnp.isfinite(x)
     return jnp.where(finite, x, jnp.where(rho > r, jnp.inf, -jnp.inf))
 
 
@@ -149,8 +156,9 @@ def _bistable_flow_jvp(primals, tangents):
     field_x = x_safe * (1 - x_safe) * (x_safe - r)
     field_rho = rho * (1 - rho) * (rho - r)
     moving = jnp.abs(field_rho) > 1e-300
-    # G_x(rho) / G_x(x); at a fixed point x = rho and the ratio is 1.
-    stretch = jnp.where(moving, field_x / jnp.where(moving, field_rho, 1.0), 1.0)
+    # G_x(rho) / G_x(x); at a fixed point x = rho and the linearised flow gives exp(f'(rho) t / tau).
+    slope = (1 - 2 * rho) * (rho - r) + rho * (1 - rho)
+    stretch = jnp.where(moving, field_x / jnp.where(moving, field_rho, 1.0), jnp.exp(slope * t / tau))
     away = jnp.abs(rho - r) > 0
     # (G_r(rho) - G_r(x)) / G_x(x), with the poles at r cancelled analytically.
     from_r = field_x / (r * (1 - r)) * (_log_abs(rho) - _log_abs(1 - rho) - _log_abs(x_safe) + _log_abs(1 - x_safe)) \

@@ -267,7 +267,7 @@ def test_objective_gradient_matches_finite_differences(sjostrom):
 
 def test_ten_parameter_fit_from_DP_beats_published_set(sjostrom):
     traces = eqx.debug.get_num_traces(_fit._step.__wrapped__)
-    result = fitting.fit(sjostrom, "DP", TEN, n_starts=4, steps=400)
+    result = fitting.fit(sjostrom, "DP", TEN, n_starts=4, steps=400, method="closed-form")
     reached = result.elapsed[np.argmax(result.history <= 0.52)]
     print(f"10-parameter fit: mean z^2 {result.chi2_initial:.3f} -> {result.chi2_mean:.4f} in {result.steps} steps, "
           f"{result.wall_s:.1f} s (<= 0.52 after {reached:.1f} s)")
@@ -288,7 +288,7 @@ def test_thresholds_only_fit_recovers_published_quality(sjostrom, factors):
     published = ca_plast.gb2012_preset("cortical_slices")
     start = eqx.tree_at(lambda m: (m.theta_p, m.theta_d), published,
                         (published.theta_p * factors[0], published.theta_d * factors[1]))
-    result = fitting.fit(sjostrom, start, ["theta_p", "theta_d"], n_starts=4, steps=300)
+    result = fitting.fit(sjostrom, start, ["theta_p", "theta_d"], n_starts=4, steps=300, method="closed-form")
     print(f"thresholds x{factors}: {result.chi2_initial:.3f} -> {result.chi2_mean:.4f} "
           f"(published {CORTICAL_REFERENCE:.4f}), {result.params}")
     assert result.chi2_mean <= 1.01 * CORTICAL_REFERENCE
@@ -309,7 +309,8 @@ def test_parameter_recovery_from_synthetic_data():
     noise = sem * np.random.default_rng(7).standard_normal(n)
     noisy = np.asarray(fitting.predict(truth, clean.spikes())) + noise
     start = eqx.tree_at(lambda m: (m.theta_p, m.theta_d), truth, (truth.theta_p * 1.3, truth.theta_d * 0.7))
-    result = fitting.fit(dataclasses.replace(clean, data=noisy), start, ["theta_p", "theta_d"], n_starts=8, steps=300)
+    result = fitting.fit(dataclasses.replace(clean, data=noisy), start, ["theta_p", "theta_d"], n_starts=8, steps=300,
+                          method="closed-form")
     print(f"recovered {result.params} from {n} noisy points")
     assert result.params["theta_p"] == pytest.approx(1.3, rel=0.02)
     assert result.params["theta_d"] == pytest.approx(1.0, rel=0.02)
@@ -317,7 +318,8 @@ def test_parameter_recovery_from_synthetic_data():
 
 def test_wittenberg_wang_fit_reports_published_loss():
     data = fitting.load_dataset("wittenberg_wang2006")
-    result = fitting.fit(data, "hippocampal_slices", ["theta_p", "theta_d"], n_starts=2, steps=15, pool_factor=4)
+    result = fitting.fit(data, "hippocampal_slices", ["theta_p", "theta_d"], n_starts=2, steps=15, pool_factor=4,
+                         method="closed-form")
     record = fitting.summary(result)
     ratio, _ = ca_plast.stdp_ratios(ca_plast.gb2012_preset("hippocampal_slices"), data.protocols)
     published = float(np.mean(((ratio - data.data) / data.sem) ** 2))
@@ -331,7 +333,7 @@ def test_wittenberg_wang_fit_reports_published_loss():
 
 def test_resume_after_interruption_matches_uninterrupted_fit(sjostrom, tmp_path, monkeypatch):
     rule = ca_plast.gb2012_preset("cortical_slices")
-    settings = dict(n_starts=4, steps=40, seed=3, checkpoint_every=10, patience=1000)
+    settings = dict(n_starts=4, steps=40, seed=3, checkpoint_every=10, patience=1000, method="closed-form")
     whole = fitting.fit(sjostrom, rule, ["theta_p", "theta_d"], checkpoint=tmp_path / "a.npz", **settings)
 
     update = _fit._Progress.update
@@ -363,7 +365,8 @@ def test_resume_after_interruption_matches_uninterrupted_fit(sjostrom, tmp_path,
 
 def test_same_seed_same_result_other_seed_other_starts(sjostrom):
     rule = ca_plast.gb2012_preset("cortical_slices")
-    a, b, c = (fitting.fit(sjostrom, rule, ["theta_p", "theta_d"], n_starts=4, steps=5, seed=s) for s in (1, 1, 2))
+    a, b, c = (fitting.fit(sjostrom, rule, ["theta_p", "theta_d"], n_starts=4, steps=5, seed=s, method="closed-form")
+               for s in (1, 1, 2))
     np.testing.assert_array_equal(a.start_losses, b.start_losses)
     assert a.params == b.params
     assert not np.array_equal(a.start_losses[1:], c.start_losses[1:])
@@ -384,7 +387,7 @@ def test_fit_rejects_bad_settings(sjostrom):
 
 def _fit_cli(out, *extra):
     return main(["fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", str(out), "--starts", "4",
-                 "--free", "theta_p,theta_d", *extra])
+                 "--free", "theta_p,theta_d", "--method", "closed-form", *extra])
 
 
 def test_cli_writes_report(tmp_path, capsys):
@@ -462,12 +465,59 @@ def test_cli_unwritable_output_folder(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_main_job_default_fit(tmp_path):
-    """The README's main job (`python3 dev.py fit`) with its defaults: 32 starts, up to 1000 steps."""
+    """The README's main job (`python3 dev.py fit`) with its defaults: it holds in the model it claims to fit.
+
+    The reported score is the density solver's; the simulated check (event solver, 10^4
+    synapses per state, a key the fit never used) must score <= 0.08 and lie within 0.02 of it.
+    """
     assert main(["fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "fit.json").read_text())
-    print(f"main job: mean z^2 {record['chi2_mean']:.4f} after {record['steps']} steps, {record['wall_s']:.1f} s")
-    assert record["chi2_mean"] <= 0.15
+    simulated = record["simulated_check"]["chi2_mean"]
+    print(f"main job: mean z^2 {record['chi2_mean']:.4f} (density), {simulated:.4f} simulated, {record['wall_s']:.1f} s")
+    assert record["simulated_check"]["n_synapses_per_state"] >= 10_000
+    assert simulated <= 0.08 and abs(record["chi2_mean"] - simulated) <= 0.02
     assert {"fit.json", "fit.csv", "fit.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_density_fit_holds_in_the_model(tmp_path, capsys):
+    """The default method finishes on the density solver: the reported score and fit.csv are its predictions,
+    and an independent event-driven simulation (unseen key) agrees with them within 3 s.e."""
+    out = tmp_path / "run"
+    assert main(["fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", str(out), "--starts", "4",
+                 "--free", "theta_p,theta_d,C_post", "--steps", "60", "--density-steps", "4"]) == 0
+    record = json.loads((out / "fit.json").read_text())
+    stage = record["density"]
+    assert record["method"].startswith("closed-form screening") and 1 <= stage["steps"] <= 4
+    assert stage["invariance_scan"] == {"1": pytest.approx(stage["closed_form_fit"]["chi2_density"], rel=1e-9)}
+    assert record["chi2_mean"] <= stage["closed_form_fit"]["chi2_density"] + 1e-12
+    table = list(csv.DictReader(io.StringIO((out / "fit.csv").read_text())))
+    model, data, error = (np.array([float(r[k]) for r in table]) for k in ("model", "data", "sem"))
+    assert np.mean(((model - data) / error) ** 2) == pytest.approx(record["chi2_mean"], rel=1e-4)
+    check = record["simulated_check"]
+    simulated, sem = np.array(check["prediction"]), np.array(check["sem"])
+    assert np.all(np.abs(simulated - model) <= 3 * sem + 0.002)
+    assert check["agreement"]["within_3_se"] and "agrees within 3 s.e." in capsys.readouterr().out
+
+
+def test_density_stage_resumes_exactly(sjostrom, tmp_path, monkeypatch):
+    rule = ca_plast.gb2012_preset("cortical_slices")
+    settings = dict(n_starts=2, steps=10, seed=3, density_steps=4, tol=0.0)
+    whole = fitting.fit(sjostrom, rule, ["theta_p", "theta_d"], checkpoint=tmp_path / "a.npz", **settings)
+    update = _fit._Progress.update
+
+    def interrupt(self, step, *args, **kwargs):
+        if "density" in self.label and step == 2:
+            raise KeyboardInterrupt
+        return update(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(_fit._Progress, "update", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fitting.fit(sjostrom, rule, ["theta_p", "theta_d"], checkpoint=tmp_path / "b.npz", progress=True, **settings)
+    monkeypatch.setattr(_fit._Progress, "update", update)
+    assert (tmp_path / "b_density.npz").exists()
+    resumed = fitting.fit(sjostrom, rule, ["theta_p", "theta_d"], checkpoint=tmp_path / "b.npz", resume=True, **settings)
+    assert resumed.params == whole.params and resumed.density["history"] == whole.density["history"]
+    assert resumed.chi2_mean == whole.chi2_mean
 
 
 def test_with_values_inverts_values():

@@ -393,6 +393,7 @@ def test_quantisation_aware_fit_beats_the_float_fit_under_emulation(tmp_path):
     config = cp.BSS2()
     refinement = Refinement(steps=15, synapses=64, learning_rate=0.05, validation_synapses=500)
     result = fit(data, "DP", ["theta_p", "theta_d"], steps=300, n_starts=4, hardware=config, refinement=refinement,
+                 method="closed-form",
                  checkpoint=tmp_path / "checkpoint.npz")
     record = result.hardware
     assert len(record["history"]) == 15 and np.all(np.isfinite(record["history"]))
