@@ -32,8 +32,8 @@ float32 the density solver's mass bookkeeping alone carries the FFT's rounding, 
 Usage: python benchmarks/density_vs_monte_carlo.py [--synapses N] [--seed S] [--datasets A,B]
            [--fitted PATH] [--chunk N] [--quick] [--json PATH]
 --quick: Sjostrom 2001 only (both modellings), 2000 synapses per state: under a minute.
-The full default run (all data sets, 10^5 synapses per state) takes about 20-30 minutes on
-2 CPU cores; use --datasets to run a part.
+The full default run (all data sets, 10^5 synapses per state: 263 comparisons) took 30 minutes on
+2 shared CPU cores (the simulation is 95 % of it); use --datasets to run a part.
 """
 
 import argparse

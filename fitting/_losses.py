@@ -25,7 +25,8 @@ def predict(rule: GraupnerBrunel2012, spikes: Spikes, method: str = "closed-form
 
     `method`: "density" (the model's own expectation over its noise, `ca_plast.solve_density`
     on `grid`) or "closed-form" (GB2012's analytic approximation: drive averaged over the
-    protocol, bistable drift neglected; exact only for protocols much shorter than `tau`).
+    protocol, bistable drift neglected; close to the model only when the protocol is much
+    shorter than `tau` and each pairing moves rho little).
     Under hardware emulation: `ca_plast.hardware_prediction` (smooth, for fitting) and
     `ca_plast.hardware_ratios` (hard readout, for scoring).
     """

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import central_difference, tree_allclose
+from references import drive_pieces, gaussian_law
 from scipy.integrate import solve_ivp
 from scipy.stats import norm
 
@@ -242,39 +243,6 @@ def test_long_gaps_with_rho_star_off_one_half(getkey):
 # --- Limits: the exact Gaussian law, the GB2012 closed form ------------------------------------
 
 
-def _pieces(rule, protocol):
-    """Host-side float64 walk through a protocol (linear calcium): (length ms, H_p, H_d) of each
-    stretch of constant threshold drive."""
-    cal = rule.calcium
-    tau_ca, D, C_pre, C_post = (float(x) for x in (cal.tau_ca, cal.D, cal.C_pre, cal.C_post))
-    thetas = (float(rule.theta_p), float(rule.theta_d))
-    events = sorted([(t + D, C_pre) for t in protocol.pre if t + D <= protocol.duration]
-                    + [(t, C_post) for t in protocol.post])
-    c, t0 = 0.0, 0.0
-    for t1, jump in events + [(protocol.duration, 0.0)]:
-        s = t1 - t0
-        crossings = [min(tau_ca * np.log(c / th), s) if c > th else 0.0 for th in thetas]
-        bounds = sorted({0.0, s, *crossings})
-        for u0, u1 in zip(bounds[:-1], bounds[1:]):
-            mid = c * np.exp(-(u0 + u1) / 2 / tau_ca)
-            yield u1 - u0, float(mid >= thetas[0]), float(mid >= thetas[1])
-        c, t0 = c * np.exp(-s / tau_ca) + jump, t1
-
-
-def _gaussian_law(rule, protocol):
-    """Without the cubic, rho is Ornstein-Uhlenbeck with piecewise constant coefficients: final
-    rho = gain rho0 + shift + N(0, variance), composed exactly over the pieces."""
-    gamma_p, gamma_d, tau, sigma = (float(x) for x in (rule.gamma_p, rule.gamma_d, rule.tau, rule.sigma))
-    gain, shift, variance = 1.0, 0.0, 0.0
-    for length, h_p, h_d in _pieces(rule, protocol):
-        rate = (gamma_p * h_p + gamma_d * h_d) / tau
-        if rate > 0:
-            decay = np.exp(-rate * length)
-            gain, shift = decay * gain, decay * shift + gamma_p * h_p / tau / rate * (1 - decay)
-            variance = decay**2 * variance + sigma**2 * (h_p + h_d) / tau * (1 - decay**2) / (2 * rate)
-    return gain, shift, variance
-
-
 def _scaled(rule, k_tau, k_gamma, k_var):
     return _with(rule, tau=rule.tau * k_tau, gamma_p=rule.gamma_p * k_gamma, gamma_d=rule.gamma_d * k_gamma,
                  sigma=rule.sigma * math.sqrt(k_var))
@@ -282,14 +250,14 @@ def _scaled(rule, k_tau, k_gamma, k_var):
 
 def test_gaussian_limit():
     """(tau, gamma_p, gamma_d, sigma^2) x 1000: the same drive and noise, a cubic 1000 times
-    weaker; final rho is then Gaussian, exactly (`_gaussian_law`). On every protocol of the
+    weaker; final rho is then Gaussian, exactly (`references.gaussian_law`). On every protocol of the
     (padded) batch the density's distribution function, mean, variance and change ratio match it."""
     rule = _scaled(DP, 1000.0, 1000.0, 1000.0)
     ratios, solutions = _batched_solutions(rule, SPIKES, GRID)
     star = float(rule.rho_star)
     for i, protocol in enumerate(MC_PROTOCOLS):
         solution = _unbatch(solutions, i)
-        gain, shift, variance = _gaussian_law(rule, protocol)
+        gain, shift, variance = gaussian_law(rule, protocol)
         edges, cdf = np.asarray(solution.edges), np.asarray(solution.cdf)
         centres, mass = (edges[1:] + edges[:-1]) / 2, np.diff(cdf, axis=-1)
         for row, start in enumerate((0.0, 1.0)):

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import tree_allclose
+from references import drive_pieces, gaussian_law
 from scipy.integrate import solve_ivp
 from scipy.stats import ks_2samp, kstest, norm
 
@@ -75,48 +76,17 @@ def test_other_calcium_models_match_scan(calcium, protocol):
         np.testing.assert_allclose(events.time_d, 2 * 50.0 * np.log(0.5 * np.exp(-0.05 / 50.0) + 3.0), rtol=1e-9)
 
 
-def _pieces(rule, protocol):
-    """Host-side float64 walk through a protocol: (length ms, H_p, H_d) of each stretch of
-    constant threshold drive, from the exact calcium (linear GB2012 model)."""
-    cal = rule.calcium
-    tau_ca, D, theta_p, theta_d = (float(x) for x in (cal.tau_ca, cal.D, rule.theta_p, rule.theta_d))
-    events = sorted([(t + D, 0) for t in protocol.pre if t + D <= protocol.duration] + [(t, 1) for t in protocol.post])
-    c, t0 = 0.0, 0.0
-    for t1, kind in events + [(protocol.duration, 2)]:
-        s = t1 - t0
-        crossings = [min(tau_ca * np.log(c / th), s) if c > th else 0.0 for th in (theta_p, theta_d)]
-        bounds = sorted({0.0, s, *crossings})
-        for u0, u1 in zip(bounds[:-1], bounds[1:]):
-            mid = c * np.exp(-(u0 + u1) / 2 / tau_ca)
-            yield u1 - u0, float(mid >= theta_p), float(mid >= theta_d)
-        c, t0 = c * np.exp(-s / tau_ca) + (float(cal.C_pre) if kind == 0 else float(cal.C_post) if kind == 1 else 0.0), t1
-
-
 def _ode_reference(rule, protocol, rho0):
     """Noise-free reference: scipy DOP853 (rtol 1e-12) on each piece of constant drive."""
     gamma_p, gamma_d, tau, rho_star = (float(x) for x in (rule.gamma_p, rule.gamma_d, rule.tau, rule.rho_star))
     rho = np.array(rho0, float)
-    for length, h_p, h_d in _pieces(rule, protocol):
+    for length, h_p, h_d in drive_pieces(rule, protocol):
 
         def f(_, r, h_p=h_p, h_d=h_d):
             return (-r * (1 - r) * (rho_star - r) + gamma_p * (1 - r) * h_p - gamma_d * r * h_d) / tau
 
         rho = solve_ivp(f, (0.0, length), rho, method="DOP853", rtol=1e-12, atol=1e-14).y[:, -1]
     return rho
-
-
-def _gaussian_reference(rule, protocol):
-    """Final rho = gain rho0 + shift + N(0, variance) when the cubic is negligible: the exact
-    Ornstein-Uhlenbeck map of each piece of constant drive, composed over the protocol."""
-    gamma_p, gamma_d, tau, sigma = (float(x) for x in (rule.gamma_p, rule.gamma_d, rule.tau, rule.sigma))
-    gain, shift, variance = 1.0, 0.0, 0.0
-    for length, h_p, h_d in _pieces(rule, protocol):
-        rate = (gamma_p * h_p + gamma_d * h_d) / tau
-        if rate > 0:
-            decay = np.exp(-rate * length)
-            gain, shift = decay * gain, decay * shift + gamma_p * h_p / tau / rate * (1 - decay)
-            variance = decay**2 * variance + sigma**2 * (h_p + h_d) / tau * (1 - decay**2) / (2 * rate)
-    return gain, shift, variance
 
 
 def test_deterministic_matches_ode_reference():
@@ -217,7 +187,7 @@ def test_noise_matches_closed_form_and_scan_spread():
 def test_noise_matches_exact_gaussian():
     """With the cubic made negligible (tau, gamma_p, gamma_d x 1000, sigma x sqrt(1000): same
     drive and noise, cubic 1000 times weaker) rho is an Ornstein-Uhlenbeck process with
-    piecewise constant coefficients, and final rho is exactly Gaussian (`_gaussian_reference`).
+    piecewise constant coefficients, and final rho is exactly Gaussian (`references.gaussian_law`).
     The event solver's samples match that law (KS test, p > 0.01) and give its change ratio
     within 3 standard errors."""
     dp = cp.gb2012_preset("DP")
@@ -229,7 +199,7 @@ def test_noise_matches_exact_gaussian():
     rho0, down, up = _populations()
     events = np.asarray(solve_batch(rule, cp.to_spikes(protocols), rho0, jax.random.split(jax.random.key(1), len(DTS))))
     for i, protocol in enumerate(protocols):
-        gain, shift, variance = _gaussian_reference(rule, protocol)
+        gain, shift, variance = gaussian_law(rule, protocol)
         for start, part in ((0.0, down), (1.0, up)):
             law = norm(loc=gain * start + shift, scale=np.sqrt(variance))
             result = kstest(events[i, part], law.cdf)
