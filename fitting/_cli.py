@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the screened random starts (default 0)")
     parser.add_argument("--method", default="density",
                         help="density (default: finish in the model itself) or closed-form (GB2012's approximation only)")
-    parser.add_argument("--density-steps", type=int, default=30,
-                        help="with --method density: most L-BFGS iterations of the density stage (default 30)")
+    parser.add_argument("--density-steps", type=int, default=20,
+                        help="with --method density: most L-BFGS iterations of the density stage (default 20)")
     parser.add_argument("--hardware", default="none", help="none or bss2")
     parser.add_argument("--out", required=True, help="output folder for fit.json, fit.csv, fit.png and the checkpoint")
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")

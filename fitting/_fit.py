@@ -387,7 +387,7 @@ def fit(
     hardware: ca_plast.BSS2 | None = None,
     refinement: Refinement = Refinement(),
     method: str = "density",
-    density_steps: int = 30,
+    density_steps: int = 20,
     grid: ca_plast.DensityGrid = ca_plast.DensityGrid(),
 ) -> FitResult:
     """Fit the `free` parameters of a GB2012 rule to `dataset` (module docstring).

@@ -37,12 +37,22 @@ def reference_score(result: FitResult) -> dict | None:
 
 
 CHECK_SYNAPSES = 10_000
+# Large data sets are checked with fewer synapses, at least CHECK_MIN_SYNAPSES per state: the
+# check's cost is synapses x events.
+CHECK_BUDGET = 2e7
+CHECK_MIN_SYNAPSES = 2000
+
+
+def check_synapses(dataset) -> int:
+    """Synapses per initial state of the simulated check of `dataset`: 10^4, fewer for data sets of many events."""
+    events = sum(p.pre.size + p.post.size + 1 for p in dataset.protocols)
+    return int(np.clip(CHECK_BUDGET // events, CHECK_MIN_SYNAPSES, CHECK_SYNAPSES))
 
 
 def simulated_check(result: FitResult) -> dict:
     """Mean z^2 of the fitted rule in the simulated model (event solver, noise on), and its agreement with the fit's prediction.
 
-    The event-driven simulation (`CHECK_SYNAPSES` synapses per initial state, key
+    The event-driven simulation (`check_synapses(dataset)` synapses per initial state, key
     `fold_in(key(seed), 1)`, which no stage of the fit uses) is an independent check of the
     prediction the fit reports: for the density solver the two must agree within the
     simulation's standard errors (`agreement`: z = (simulated - predicted) / s.e. per point);
@@ -50,10 +60,11 @@ def simulated_check(result: FitResult) -> dict:
     """
     data = result.dataset
     key = jax.random.fold_in(jax.random.key(result.seed), 1)
+    n_synapses = check_synapses(data)
     ratio, sem = ca_plast.stdp_ratios(result.model, list(data.protocols), method="events",
-                                      n_synapses=CHECK_SYNAPSES, key=key)
+                                      n_synapses=n_synapses, key=key)
     z = (ratio - result.prediction) / np.maximum(sem, 1e-12)
-    return {"method": "events", "n_synapses_per_state": CHECK_SYNAPSES, "chi2_mean": float(chi2(ratio, data.data, data.sem)),
+    return {"method": "events", "n_synapses_per_state": n_synapses, "chi2_mean": float(chi2(ratio, data.data, data.sem)),
             "prediction": [float(r) for r in ratio], "sem": [float(e) for e in sem],
             "agreement": {"against": result.method if result.hardware is None else "hardware emulation", "z": [float(v) for v in z], "max_abs_z": float(np.max(np.abs(z))),
                           "within_3_se": bool(np.all(np.abs(z) <= 3))}}

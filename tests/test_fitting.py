@@ -499,6 +499,7 @@ def test_density_fit_holds_in_the_model(tmp_path, capsys):
     assert check["agreement"]["within_3_se"] and "agrees within 3 s.e." in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_density_stage_resumes_exactly(sjostrom, tmp_path, monkeypatch):
     rule = ca_plast.gb2012_preset("cortical_slices")
     settings = dict(n_starts=2, steps=10, seed=3, density_steps=4, tol=0.0)
