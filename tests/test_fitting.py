@@ -331,22 +331,28 @@ def test_wittenberg_wang_fit_reports_published_loss():
     assert result.chi2_mean < published
 
 
+def _interrupted_fit(monkeypatch, when, *args, **kwargs) -> None:
+    """Run `fitting.fit(*args, progress=True, **kwargs)` and press Ctrl-C at the first progress update where `when(bar, step)`."""
+    update = _fit._Progress.update
+
+    def interrupt(self, step, *more, **options):
+        if when(self, step):
+            raise KeyboardInterrupt
+        return update(self, step, *more, **options)
+
+    monkeypatch.setattr(_fit._Progress, "update", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fitting.fit(*args, progress=True, **kwargs)
+    monkeypatch.setattr(_fit._Progress, "update", update)
+
+
 def test_resume_after_interruption_matches_uninterrupted_fit(sjostrom, tmp_path, monkeypatch):
     rule = ca_plast.gb2012_preset("cortical_slices")
     settings = dict(n_starts=4, steps=40, seed=3, checkpoint_every=10, patience=1000, method="closed-form")
     whole = fitting.fit(sjostrom, rule, ["theta_p", "theta_d"], checkpoint=tmp_path / "a.npz", **settings)
 
-    update = _fit._Progress.update
-
-    def interrupt(self, step, *args, **kwargs):
-        if step == 23:
-            raise KeyboardInterrupt
-        return update(self, step, *args, **kwargs)
-
-    monkeypatch.setattr(_fit._Progress, "update", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        fitting.fit(sjostrom, rule, ["theta_p", "theta_d"], checkpoint=tmp_path / "b.npz", progress=True, **settings)
-    monkeypatch.setattr(_fit._Progress, "update", update)
+    _interrupted_fit(monkeypatch, lambda bar, step: step == 23, sjostrom, rule, ["theta_p", "theta_d"],
+                     checkpoint=tmp_path / "b.npz", **settings)
     with np.load(tmp_path / "b.npz") as saved:
         assert saved["history"].size == 23
     resumed = fitting.fit(sjostrom, rule, ["theta_p", "theta_d"], checkpoint=tmp_path / "b.npz", resume=True,
@@ -504,17 +510,8 @@ def test_density_stage_resumes_exactly(sjostrom, tmp_path, monkeypatch):
     rule = ca_plast.gb2012_preset("cortical_slices")
     settings = dict(n_starts=2, steps=10, seed=3, density_steps=4, tol=0.0)
     whole = fitting.fit(sjostrom, rule, ["theta_p", "theta_d"], checkpoint=tmp_path / "a.npz", **settings)
-    update = _fit._Progress.update
-
-    def interrupt(self, step, *args, **kwargs):
-        if "density" in self.label and step == 2:
-            raise KeyboardInterrupt
-        return update(self, step, *args, **kwargs)
-
-    monkeypatch.setattr(_fit._Progress, "update", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        fitting.fit(sjostrom, rule, ["theta_p", "theta_d"], checkpoint=tmp_path / "b.npz", progress=True, **settings)
-    monkeypatch.setattr(_fit._Progress, "update", update)
+    _interrupted_fit(monkeypatch, lambda bar, step: "density" in bar.label and step == 2, sjostrom, rule,
+                     ["theta_p", "theta_d"], checkpoint=tmp_path / "b.npz", **settings)
     assert (tmp_path / "b_density.npz").exists()
     resumed = fitting.fit(sjostrom, rule, ["theta_p", "theta_d"], checkpoint=tmp_path / "b.npz", resume=True, **settings)
     assert resumed.params == whole.params and resumed.density["history"] == whole.density["history"]
