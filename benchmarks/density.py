@@ -8,14 +8,16 @@ a. Speed, in float64 (jax_enable_x64) and float32, each in its own subprocess: w
        each), presets cortical_slices and DP; target <= 100 ms;
    (ii) a 21-point STDP curve (dt = -100..100 ms step 10, 60 pairs at 1 Hz, preset DP),
        forward only; target <= 50 ms.
-   The grid is the default `DensityGrid()` (100 cells per unit, margin 1, 1 drive step).
+   The grid is the default `DensityGrid()` (100 cells per unit, margin 0.75, 1 drive step,
+   2 events per remap).
 b. Memory of reverse mode: XLA's buffer sizes of the compiled value-and-gradient program
    (`compiled.memory_analysis()`: temporaries, arguments, outputs), next to the forward-only
    loss for contrast, in MB.
 c. Convergence (float64): max |ratio - reference| over the protocols of Sjostrom 2001 and of
    the DP 60-pair STDP curve at dt = +10, -10, -20 ms, presets DP and cortical_slices, for
-   cells_per_unit in (25, 50, 100, 200, 400) x drive_steps in (1, 2, 4); reference:
-   cells_per_unit 800, drive_steps 4. Solved with `solve_density` directly (no automatic
+   cells_per_unit in (25, 50, 100, 200, 400) x splitting (events_per_remap E, drive_steps K)
+   in (E 2 K 1: the default; E 1 K 1; E 1 K 2; E 1 K 4); reference: cells_per_unit 800,
+   E 1, K 4. Solved with `solve_density` directly (no automatic
    widening); a `*` marks settings that `check_density` rejects.
 d. The closed-form limit (float64): GB2012's closed form is invariant under
    (tau, gamma_p, gamma_d, sigma^2) -> (k tau, k gamma_p, k gamma_d, k sigma^2), the model
@@ -46,8 +48,8 @@ CURVE_DTS = [float(dt) for dt in range(-100, 101, 10)]
 CONVERGENCE_PRESETS = ("DP", "cortical_slices")
 CONVERGENCE_DTS = (10.0, -10.0, -20.0)
 CELLS = (25, 50, 100, 200, 400)
-DRIVE_STEPS = (1, 2, 4)
-REFERENCE = (800, 4)
+SPLITTINGS = ((2, 1), (1, 1), (1, 2), (1, 4))  # (events_per_remap, drive_steps)
+REFERENCE = (800, 1, 4)
 FIG2_PRESETS = ("DP", "DPD", "DPDprime", "P", "D", "Dprime")
 LIMIT_DTS = [float(dt) for dt in range(-100, 101, 5)]
 LIMIT_K = (1.0, 1000.0)
@@ -165,16 +167,18 @@ def convergence() -> dict:
                 accepted = False
         return ratios, float(np.mean(seconds)), accepted
 
-    reference, reference_s, _ = solve(ca_plast.DensityGrid(REFERENCE[0], drive_steps=REFERENCE[1]))
+    cells, merge, steps = REFERENCE
+    reference, reference_s, _ = solve(ca_plast.DensityGrid(cells, drive_steps=steps, events_per_remap=merge))
     rows = []
     for cells in CELLS:
-        for steps in DRIVE_STEPS:
-            ratios, seconds, accepted = solve(ca_plast.DensityGrid(cells, drive_steps=steps))
+        for merge, steps in SPLITTINGS:
+            ratios, seconds, accepted = solve(ca_plast.DensityGrid(cells, drive_steps=steps, events_per_remap=merge))
             errors = {f"{name}/{part}": float(np.max(np.abs(ratios[name][where] - reference[name][where])))
                       for name in rules for part, where in parts.items()}
-            rows.append({"cells_per_unit": cells, "drive_steps": steps, "max_abs_error": errors,
-                         "wall_s_per_preset": seconds, "accepted": accepted})
-    return {"reference": {"cells_per_unit": REFERENCE[0], "drive_steps": REFERENCE[1], "wall_s_per_preset": reference_s},
+            rows.append({"cells_per_unit": cells, "events_per_remap": merge, "drive_steps": steps,
+                         "max_abs_error": errors, "wall_s_per_preset": seconds, "accepted": accepted})
+    return {"reference": {"cells_per_unit": REFERENCE[0], "events_per_remap": REFERENCE[1],
+                          "drive_steps": REFERENCE[2], "wall_s_per_preset": reference_s},
             "rows": rows, "protocols": [p.name or "" for p in protocols]}
 
 
@@ -264,13 +268,15 @@ def print_speed(result: dict) -> None:
 def print_convergence(result: dict) -> None:
     ref = result["reference"]
     print(f"\nc. convergence (float64): max |ratio - reference| over protocols; reference cells_per_unit "
-          f"{ref['cells_per_unit']}, drive_steps {ref['drive_steps']} ({ref['wall_s_per_preset']:.2f} s per preset)")
+          f"{ref['cells_per_unit']}, events_per_remap {ref['events_per_remap']}, drive_steps {ref['drive_steps']} "
+          f"({ref['wall_s_per_preset']:.2f} s per preset)")
     columns = list(result["rows"][0]["max_abs_error"])
-    print(f"  {'cells':>5} {'K':>2} " + " ".join(f"{c:>22}" for c in columns) + f" {'s/preset':>9}")
+    print(f"  {'cells':>5} {'E':>2} {'K':>2} " + " ".join(f"{c:>22}" for c in columns) + f" {'s/preset':>9}")
     for row in result["rows"]:
         flag = " " if row["accepted"] else "*"
         errors = " ".join(f"{row['max_abs_error'][c]:22.2e}" for c in columns)
-        print(f"  {row['cells_per_unit']:>5} {row['drive_steps']:>2}{flag}{errors} {row['wall_s_per_preset']:9.3f}")
+        print(f"  {row['cells_per_unit']:>5} {row['events_per_remap']:>2} {row['drive_steps']:>2}{flag}{errors} "
+              f"{row['wall_s_per_preset']:9.3f}")
     print("  columns: preset / protocols (sjostrom2001: its 10 points; stdp: DP 60 pairs at 1 Hz, dt +10, -10, -20 ms);"
           " * = rejected by check_density")
 
@@ -310,7 +316,8 @@ def main() -> int:
     jax.config.update("jax_enable_x64", True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"jax {jax.__version__} on {jax.devices()[0].platform}")
-    print("a./b. speed and memory, default DensityGrid() (100 cells per unit, margin 1, 1 drive step)")
+    print("a./b. speed and memory, default DensityGrid() (100 cells per unit, margin 0.75, 1 drive step, "
+          "2 events per remap)")
     results = {"speed": {}}
     for dtype in ("float64", "float32"):
         results["speed"][dtype] = run_speed(dtype, args.repeats)

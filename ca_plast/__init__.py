@@ -23,6 +23,7 @@ from ._closed_form import (
     transition_probabilities as transition_probabilities,
 )
 from ._density import (
+    MAX_LAG as MAX_LAG,
     DensityGrid as DensityGrid,
     DensitySolution as DensitySolution,
     check_density as check_density,

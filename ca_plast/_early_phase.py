@@ -124,26 +124,30 @@ def bistable_flow(rho: Array, t: Array, rho_star: Array, tau: Array) -> Array:
     denominator = 1 + 4 * u * u * (E - 1)
     u = u * jnp.sqrt(E / jnp.where(denominator > 0, denominator, 1.0))
     guess = jnp.where(below, (u + 0.5) * 2 * r, r + u * 2 * (1 - r))
-    # Outside [0, 1], G > 0 falls to 0 at +-infinity (G ~ r (1 - r) / (2 x^2)): backwards, the flow
-    # reaches infinity when G would fall to 0 or below.
-    target = _first_integral(rho, r) + r * (1 - r) * t / tau
-    finite = ~outside | (target > 0)
-    far = jnp.sqrt(r * (1 - r) / (2 * jnp.where(target > 0, target, 1.0)))
-    guess = jnp.where(denominator > 0, guess, jnp.where(rho > 1, 1 + far, -far))
+
+    def exact(x):
+        """rho_star = 1/2: the formula is the flow; a denominator <= 0 means the point reached infinity."""
+        return jnp.where(denominator > 0, x, jnp.where(rho > r, jnp.inf, -jnp.inf))
 
     def polish(x):
+        # Outside [0, 1], G > 0 falls to 0 at +-infinity (G ~ r (1 - r) / (2 x^2)): backwards, the flow
+        # reaches infinity when G would fall to 0 or below.
+        target = _first_integral(rho, r) + r * (1 - r) * t / tau
+        finite = ~outside | (target > 0)
+        far = jnp.sqrt(r * (1 - r) / (2 * jnp.where(target > 0, target, 1.0)))
+        x = jnp.where(finite, jnp.where(denominator > 0, x, jnp.where(rho > 1, 1 + far, -far)), rho)
         lower = jnp.where(rho < 0, -jnp.inf, jnp.where(below, 0.0, jnp.where(rho < 1, r, 1.0)))
         upper = jnp.where(rho < 0, 0.0, jnp.where(below, r, jnp.where(rho < 1, 1.0, jnp.inf)))
-        for _ in range(8):
+        def newton(_, x):
             step = x - (_first_integral(x, r) - target) * x * (1 - x) * (x - r) / (r * (1 - r))
             # A step past a fixed point goes halfway to it instead (the flow never crosses one).
-            x = jnp.where(step < lower, (x + lower) / 2, jnp.where(step > upper, (x + upper) / 2, step))
-        return x
+            return jnp.where(step < lower, (x + lower) / 2, jnp.where(step > upper, (x + upper) / 2, step))
 
-    x = jnp.where(finite, guess, rho)
-    x = jax.lax.cond(jnp.all(r == 0.5), lambda x: x, polish, x)
-    finite = finite & jnp.isfinite(x)
-    return jnp.where(finite, x, jnp.where(rho > r, jnp.inf, -jnp.inf))
+        x = jax.lax.fori_loop(0, 8, newton, x)
+        finite = finite & jnp.isfinite(x)
+        return jnp.where(finite, x, jnp.where(rho > r, jnp.inf, -jnp.inf))
+
+    return jax.lax.cond(jnp.all(r == 0.5), exact, polish, guess)
 
 
 @bistable_flow.defjvp

@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", required=True, help="GB2012 preset to start from (e.g. DP, cortical_slices)")
     parser.add_argument("--free", default=DEFAULT_FREE,
                         help=f"comma-separated parameters to fit, the rest stay at the preset (default {DEFAULT_FREE})")
-    parser.add_argument("--steps", type=int, default=1000, help="most optimisation steps in all (default 1000)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="most Adam steps of the closed-form stage in all (default 500 with --method density, "
+                             "1000 with closed-form)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the screened random starts (default 0)")
     parser.add_argument("--method", default="density",
                         help="density (default: finish in the model itself) or closed-form (GB2012's approximation only)")
@@ -94,7 +96,7 @@ def run(args) -> int:
                          f"valid: {', '.join(modellings(args.dataset))}")
     if args.loss not in LOSSES:
         raise UsageError(f"unknown --loss {args.loss!r}; valid: {', '.join(LOSSES)}")
-    if args.steps < 1 or args.starts < 1 or args.seed < 0:
+    if (args.steps is not None and args.steps < 1) or args.starts < 1 or args.seed < 0:
         raise UsageError(f"--steps and --starts must be >= 1 and --seed >= 0, got {args.steps}, {args.starts}, {args.seed}")
     if args.refine_steps is not None and (args.hardware == "none" or args.refine_steps < 1):
         raise UsageError(f"--refine-steps needs --hardware bss2 and a value >= 1, got {args.refine_steps} "

@@ -325,7 +325,7 @@ def test_mass_is_conserved_and_stays_on_the_grid():
 
 
 def test_escaped_mass_is_detected():
-    """Three times DP's noise leaks past the default margin (1.0): reported, and an error."""
+    """Three times DP's noise leaks past the default margin (0.75): reported, and an error."""
     rule = _with(DP, sigma=DP.sigma * 3)
     _, solutions = _batched_solutions(rule, SPIKES, GRID)
     print(f"escaped {solutions.escaped}")
@@ -340,7 +340,7 @@ def test_grid_is_widened_automatically(getkey):
     ratio, grid = cp.density_ratios(rule, SPIKES, GRID)
     mc, sem = cp.stdp_ratios(rule, MC_PROTOCOLS, method="events", n_synapses=N_MC, key=getkey())
     print(f"widened to {grid}: {ratio}; Monte Carlo {mc} +- {sem}")
-    assert grid == cp.DensityGrid(margin=2.0)
+    assert grid.margin > GRID.margin and (grid.cells_per_unit, grid.events_per_remap) == (100, 2)
     assert np.all(np.abs(ratio - mc) <= 3 * sem + 0.002)
 
 
@@ -429,6 +429,41 @@ def test_jit_equals_eager_and_padding_changes_nothing():
     assert tree_allclose(_unbatch(batched, 0), jitted, rtol=1e-12, atol=1e-14)
 
 
+# --- Events per remap ---------------------------------------------------------------------------
+
+
+def test_merged_groups_are_aligned_with_the_pairings():
+    """Two events per remap (the default): the groups hold the two spikes of one pairing, for
+    pre-post and post-pre order alike (a group across the 1 s or 10 s gap would meet 7e-3 or
+    7e-2 tau of cubic time), and the result agrees with one event per remap (the event solver's
+    interval-by-interval splitting) within the grid's own error."""
+    merged, solutions = _batched_solutions(DP, SPIKES, GRID)
+    single, singles = _batched_solutions(DP, SPIKES, cp.DensityGrid(events_per_remap=1))
+    lag = np.asarray(solutions.lag)
+    print(f"lag {lag}\nmerged {merged}\nsingle {single}")
+    assert np.all(lag[:3] < 2e-4) and np.all(np.asarray(singles.lag) == 0)
+    assert np.all(lag < cp.MAX_LAG)
+    np.testing.assert_allclose(merged, single, rtol=0, atol=5e-4)
+
+
+def test_merging_falls_back_where_the_events_of_a_group_are_far_apart(getkey):
+    """Triplets at 0.1 Hz: three events per pairing, so some group of two spans a 10 s gap
+    (lag > `MAX_LAG`): an error of `check_density`; `density_ratios` solves again with one
+    event per remap, which matches Monte Carlo."""
+    protocols = [cp.triplet("pre-post-pre", 5.0, -5.0, n=20, freq=0.1)]
+    spikes = cp.to_spikes(protocols)
+    _, solutions = _batched_solutions(DP, spikes, GRID)
+    print(f"lag {solutions.lag}")
+    assert float(np.max(np.asarray(solutions.lag))) > cp.MAX_LAG
+    with pytest.raises(ValueError, match="merged into one remap"):
+        cp.check_density(solutions, GRID)
+    ratio, grid = cp.density_ratios(DP, spikes, GRID)
+    mc, sem = cp.stdp_ratios(DP, protocols, method="events", n_synapses=N_MC, key=getkey())
+    print(f"{grid}: {ratio}; Monte Carlo {mc} +- {sem}")
+    assert grid.events_per_remap == 1
+    assert np.all(np.abs(ratio - mc) <= 3 * sem + 0.002)
+
+
 # --- Bad settings -----------------------------------------------------------------------------
 
 
@@ -439,6 +474,8 @@ def test_jit_equals_eager_and_padding_changes_nothing():
     ({"margin": float("nan")}, "margin must be a finite number > 0.*got nan"),
     ({"margin": float("inf")}, "margin must be a finite number > 0.*got inf"),
     ({"drive_steps": 0}, "drive_steps must be a whole number >= 1, got 0"),
+    ({"events_per_remap": 0}, "events_per_remap must be a whole number >= 1, got 0"),
+    ({"drive_steps": 2}, "drive_steps = 2 needs events_per_remap = 1.*got events_per_remap = 2"),
 ])
 def test_bad_grid(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -479,7 +516,7 @@ def test_grid_convergence():
         rule = cp.gb2012_preset(preset)
         base, _ = cp.density_ratios(rule, SPIKES)
         fine, _ = cp.density_ratios(rule, SPIKES, cp.DensityGrid(cells_per_unit=400))
-        steps, _ = cp.density_ratios(rule, SPIKES, cp.DensityGrid(drive_steps=4))
+        steps, _ = cp.density_ratios(rule, SPIKES, cp.DensityGrid(drive_steps=4, events_per_remap=1))
         print(f"{preset}: |100 - 400 cells| {np.abs(base - fine)}, |1 - 4 drive steps| {np.abs(base - steps)}")
         assert np.abs(base - fine).max() < 1e-3
         assert np.abs(base - steps).max() < 2e-3
