@@ -199,7 +199,8 @@ def solve_density(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = 
         """The steps of one slot of events: the calcium, the drive and the Strang bookkeeping, scalars only."""
         state, pending, variance, travel, t_p, t_d, lag = carry
         steps = []
-        merged, first, inside, seen = Affine.identity(pending), jnp.zeros_like(pending), jnp.zeros_like(pending), False
+        merged, first, inside = Affine.identity(pending), jnp.zeros_like(pending), jnp.zeros_like(pending)
+        seen = jnp.zeros_like(pending, dtype=bool)
         for s, kind, act in zip(*slot):
             a_p, a_d = rule.times_above(calcium.concentration(state), s)
             length = jnp.maximum(a_p, a_d)

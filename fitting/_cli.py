@@ -135,8 +135,8 @@ def run(args) -> int:
     if result.density is not None:
         stage = result.density
         print(f"  closed-form fit: mean z^2 {stage['closed_form_fit']['chi2_closed_form']:.4g} in the closed form, "
-              f"{stage['closed_form_fit']['chi2_density']:.4g} in the model (density solver); moved along the closed "
-              f"form's invariance by k = {stage['scale_chosen']:g}, then {stage['steps']} L-BFGS iterations in the model")
+              f"{stage['closed_form_fit']['chi2_density']:.4g} in the model (density solver); "
+              f"{_density_start(stage)}, then {stage['steps']} L-BFGS iterations in the model")
     if reference is not None:
         scores = f"mean z^2 {reference['chi2_mean']:.4g} ({reference['method']})"
         if "chi2_mean_closed_form" in reference:
@@ -157,3 +157,11 @@ def run(args) -> int:
     print("fitted: " + ", ".join(f"{k} = {v:.6g}" for k, v in result.params.items()))
     print(f"wrote {os.path.join(out, 'fit.json')}, fit.csv, fit.png")
     return 0
+
+
+def _density_start(stage: dict) -> str:
+    """Where the density stage started: the closed-form fit moved by k, or the initial rule."""
+    if stage["scale_chosen"] is None:
+        return (f"started from the initial rule instead (mean z^2 {stage['initial_rule_density_loss']:.4g} in the "
+                f"model, lower than the closed-form fit at every k)")
+    return f"moved along the closed form's invariance by k = {stage['scale_chosen']:g}"

@@ -27,7 +27,9 @@ finishes in the model itself, on the density solver's deterministic prediction
 
 4. the closed-form winner is moved along that invariance (k in `SCALES`, where all four
    parameters are free and the scaled values lie inside their bounds; the closed form is
-   the same for every k, the model is not), and the k whose density loss is lowest is kept;
+   the same for every k, the model is not), and the k whose density loss is lowest is kept,
+   unless the initial rule's density loss is lower still: then the stage starts from it
+   (a closed-form optimum far from the model can be worse in it than the start);
 5. L-BFGS minimises the density loss from there (directions from optax's
    `scale_by_lbfgs`, step lengths from a backtracking line search on the host around one
    compiled value and gradient): the loss is deterministic and smooth, where Adam's fixed
@@ -511,7 +513,7 @@ def fit(
     record, density, prediction = None, None, None
     if method == "density":
         model, density, grid, prediction = _fit_density(
-            model, problem, steps=density_steps, tol=tol, grid=grid, progress=progress, checkpoint_every=checkpoint_every, resume=resume, meta=meta,
+            model, init, problem, steps=density_steps, tol=tol, grid=grid, progress=progress, checkpoint_every=checkpoint_every, resume=resume, meta=meta,
             checkpoint=None if checkpoint is None else checkpoint.with_name(f"{checkpoint.stem}_density{checkpoint.suffix}"))
     if hardware is None:
         initial_prediction = _prediction(init, dataset, method, grid)
@@ -623,7 +625,7 @@ def _lbfgs_iteration(state: _Quasi, value: float, grad: PyTree, static: PyTree, 
     return None
 
 
-def _fit_density(start: GraupnerBrunel2012, problem: _Problem, *, steps: int, tol: float, grid: ca_plast.DensityGrid,
+def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem: _Problem, *, steps: int, tol: float, grid: ca_plast.DensityGrid,
                  progress: bool, checkpoint: Path | None, checkpoint_every: int, resume: bool, meta: dict
                  ) -> tuple[GraupnerBrunel2012, dict, ca_plast.DensityGrid, np.ndarray]:
     """The density stage of `fit` (module docstring, items 4-5).
@@ -648,6 +650,11 @@ def _fit_density(start: GraupnerBrunel2012, problem: _Problem, *, steps: int, to
                  for k, rule in candidates.items()}
     scan = {k: float(value) for k, (_, value, _) in evaluated.items()}
     best_k = min(scan, key=lambda k: scan[k] if np.isfinite(scan[k]) else np.inf)
+    # The initial rule competes too: a closed-form fit far from the model can be worse in it than the start.
+    initial_u = free.split(initial)[0]
+    initial_value, initial_grad = _value_and_grad(initial_u, static, density_problem)
+    if float(initial_value) < scan[best_k]:
+        best_k, evaluated[None] = None, (initial_u, initial_value, initial_grad)
     u0 = evaluated[best_k][0]
 
     state = _Quasi(u0, _lbfgs().init(u0))
@@ -693,6 +700,8 @@ def _fit_density(start: GraupnerBrunel2012, problem: _Problem, *, steps: int, to
         "invariance_scan": {f"{k:g}": v for k, v in scan.items()},
         "invariance_scan_loss": problem.loss,
         "scale_chosen": best_k,
+        "initial_rule_density_loss": float(initial_value),
+        "started_from": "closed-form fit" if best_k is not None else "initial rule",
         "grid": {"cells_per_unit": used.cells_per_unit, "margin": used.margin, "drive_steps": used.drive_steps,
                  "events_per_remap": used.events_per_remap},
         "optimizer": "L-BFGS (optax.scale_by_lbfgs, backtracking Armijo line search)",

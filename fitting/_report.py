@@ -180,7 +180,8 @@ def plot_fit(result: FitResult, check: dict | None = None) -> Figure:
     if result.density is not None:
         losses = np.asarray(result.density["history"])
         ax.plot(best.size + np.arange(1, losses.size + 1), losses, color="C2", lw=1.2,
-                label=f"density solver (L-BFGS, from k = {result.density['scale_chosen']:g})")
+                label="density solver (L-BFGS, from " + ("the initial rule)" if result.density["scale_chosen"] is None
+                                                          else f"k = {result.density['scale_chosen']:g})"))
         ax.legend(frameon=False, fontsize=7)
     if result.hardware is not None:
         losses = np.asarray(result.hardware["history"])

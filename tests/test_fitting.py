@@ -495,7 +495,8 @@ def test_density_fit_holds_in_the_model(tmp_path, capsys):
     stage = record["density"]
     assert record["method"].startswith("closed-form screening") and 1 <= stage["steps"] <= 4
     assert stage["invariance_scan"] == {"1": pytest.approx(stage["closed_form_fit"]["chi2_density"], rel=1e-9)}
-    assert record["chi2_mean"] <= stage["closed_form_fit"]["chi2_density"] + 1e-12
+    assert record["chi2_mean"] <= min(stage["closed_form_fit"]["chi2_density"], stage["initial_rule_density_loss"]) + 1e-12
+    assert record["chi2_mean"] <= record["chi2_mean_initial"] + 1e-12
     table = list(csv.DictReader(io.StringIO((out / "fit.csv").read_text())))
     model, data, error = (np.array([float(r[k]) for r in table]) for k in ("model", "data", "sem"))
     assert np.mean(((model - data) / error) ** 2) == pytest.approx(record["chi2_mean"], rel=1e-4)
@@ -503,6 +504,25 @@ def test_density_fit_holds_in_the_model(tmp_path, capsys):
     simulated, sem = np.array(check["prediction"]), np.array(check["sem"])
     assert np.all(np.abs(simulated - model) <= 3 * sem + 0.002)
     assert check["agreement"]["within_3_se"] and "agrees within 3 s.e." in capsys.readouterr().out
+
+
+def test_density_stage_starts_from_the_initial_rule_where_it_is_better_in_the_model(sjostrom):
+    """A closed-form optimum far from the model (here: DP with theta_p raised so high that nothing
+    potentiates) must not make the fit worse than its start: the density stage starts from the
+    initial rule when that scores better in the model, and every accepted L-BFGS step lowers the loss."""
+    free = fitting.FreeParameters(ca_plast.gb2012_preset("DP"), ["theta_p", "theta_d"])
+    initial = free.with_values(ca_plast.gb2012_preset("DP"), {"theta_p": 1.3, "theta_d": 1.0})
+    far = free.with_values(initial, {"theta_p": 4.0, "theta_d": 1.0})
+    problem = _fit._Problem(sjostrom.spikes(), jnp.asarray(sjostrom.data), jnp.asarray(sjostrom.sem), free, "chi2")
+    model, record, _, prediction = _fit._fit_density(
+        far, initial, problem, steps=3, tol=0.0, grid=ca_plast.DensityGrid(), progress=False, checkpoint=None,
+        checkpoint_every=100, resume=False, meta={})
+    print(record["invariance_scan"], record["initial_rule_density_loss"], record["history"])
+    assert record["started_from"] == "initial rule" and record["scale_chosen"] is None
+    assert record["initial_rule_density_loss"] < min(record["invariance_scan"].values())
+    history = [record["initial_rule_density_loss"], *record["history"]]
+    assert all(b <= a for a, b in zip(history, history[1:]))
+    assert float(fitting.chi2(prediction, sjostrom.data, sjostrom.sem)) == pytest.approx(history[-1], rel=1e-9)
 
 
 @pytest.mark.slow
