@@ -406,7 +406,8 @@ def fit(
     calcium model (`theta_p`, `gamma_d`, `C_pre`, `tau_ca`, `D`, ...), bounded by
     `bounds` (default `DEFAULT_BOUNDS`). `steps`: the most Adam steps of the closed-form
     stage in all (including those of a resumed checkpoint; default `CLOSED_FORM_STEPS`:
-    1000 with method "closed-form", 500 with "density", whose second stage finishes the fit). `n_starts`: starts optimised in parallel, the first
+    1000 with method "closed-form", 500 with "density", whose second stage finishes the
+    fit). `n_starts`: starts optimised in parallel, the first
     being `init` itself; the others are the best of `pool_factor * (n_starts - 1)`
     screened candidates drawn with `seed`. `learning_rate`: Adam's initial rate in
     unconstrained units, halving every `halving_steps` steps down to 1 % of it. `loss`:
