@@ -6,7 +6,9 @@ For every protocol of every shipped data set (`fitting.DATASETS`, every modellin
 compared with the event-driven simulation (`method="events"`, `--synapses` synapses per
 initial state) for: the data set's reference preset (`dataset.reference`, where there is
 one), preset DP, and the fitted rules of `--fitted PATH` (JSON
-`{"name": {"init": "DP", "params": {"theta_p": ..., ...}}}`; skipped if not given or absent).
+`{"name": {"init": "DP", "params": {"theta_p": ..., ...}}}`; skipped if not given or absent;
+an entry with `"dataset": "bipoo1998"` is compared on that data set only, one with
+`"dataset": "sjostrom2001/cortical_slices"` on that modelling only).
 A protocol passes when |density - MC| <= 3 s.e. + 0.002 (s.e. of the MC ratio). Protocols are
 de-duplicated per rule: one already compared for that rule (an identical protocol of an
 earlier data set or modelling, or a repeated point) is not run again, so the combined
@@ -60,7 +62,10 @@ def _key(protocol: ca_plast.Protocol) -> tuple:
 
 
 def load_fitted(path: str | None) -> dict:
-    """Rules from a JSON file of fitted parameter sets (`{"name": {"init": preset, "params": {...}}}`)."""
+    """Rules from a JSON file of fitted parameter sets (`{"name": {"init": preset, "params": {...}}}`).
+
+    Returns `{name: (rule, dataset)}`, `dataset` None where the entry names none.
+    """
     if path is None:
         return {}
     if not os.path.exists(path):
@@ -75,8 +80,14 @@ def load_fitted(path: str | None) -> dict:
         initial = fitting.parameter_values(init)
         # Bounds only gate the initial values here; any that contain both the preset's and the fitted values do.
         bounds = {k: (min(initial[k], v) - 1.0, max(initial[k], v) + 1.0) for k, v in params.items()}
-        rules[name] = fitting.FreeParameters(init, list(params), bounds=bounds).with_values(init, params)
+        rule = fitting.FreeParameters(init, list(params), bounds=bounds).with_values(init, params)
+        rules[name] = rule, entry.get("dataset")
     return rules
+
+
+def _applies(dataset: str | None, label: str) -> bool:
+    """Whether a fitted rule restricted to `dataset` (None: every one) is compared on case `label`."""
+    return dataset is None or dataset in (label, label.split("/")[0])
 
 
 def cases(names) -> list:
@@ -183,7 +194,8 @@ def main() -> int:
     results = []
     for number, (label, dataset) in enumerate(cases(names)):
         chosen = ([dataset.reference] if dataset.reference else []) + (["DP"] if dataset.reference != "DP" else [])
-        lineup = {name: ca_plast.gb2012_preset(name) for name in chosen} | fitted
+        lineup = {name: ca_plast.gb2012_preset(name) for name in chosen}
+        lineup |= {name: rule for name, (rule, only) in fitted.items() if _applies(only, label)}
         indices = []
         for protocol in dataset.protocols:
             if _key(protocol) not in index_of:

@@ -58,7 +58,7 @@ from ._rounding import (
 from ._scan import ScanSolution, advance_calcium, arrival_spikes
 from ._spikes import Spikes, to_spikes
 from ._stdp import population_ratio
-from ._validation import check_finite
+from ._validation import check_finite, checked
 
 THRESHOLD_TIMES = ("integrate", "sample")
 ROUNDING_STREAM = 2**32 - 1
@@ -287,6 +287,7 @@ def solve_hardware(
     (in update periods) calcium and rho at the end of every that many periods. Periods are
     grouped in `jax.checkpoint`ed chunks of `chunk` periods (`record_every` when given).
     """
+    rule = checked(rule, "solve_hardware")
     configs = _as_configs(hardware)
     if spikes.pre_tick.ndim != 1:
         raise ValueError(f"solve_hardware: expected unbatched spikes (1-d trains); got shape {spikes.pre_tick.shape}")

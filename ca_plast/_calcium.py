@@ -7,12 +7,13 @@ dimensionless (in units of theta_d), as in GB2012.
 """
 
 import abc
+from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
 
 from ._custom_types import Array, CalciumState
-from ._validation import check_nonnegative, check_positive
+from ._validation import NONNEGATIVE, NONNEGATIVE_MS, POSITIVE, POSITIVE_MS, Bound, check_fields
 
 
 def _field(**kwargs):
@@ -80,11 +81,12 @@ class LinearCalcium(AbstractCalcium):
     tau_ca: Array = _field()
     D: Array = _field()
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "C_pre": NONNEGATIVE, "C_post": NONNEGATIVE, "tau_ca": POSITIVE_MS, "D": NONNEGATIVE_MS,
+    }
+
     def __check_init__(self):
-        check_nonnegative("LinearCalcium", "C_pre", self.C_pre)
-        check_nonnegative("LinearCalcium", "C_post", self.C_post)
-        check_positive("LinearCalcium", "tau_ca", self.tau_ca, " ms")
-        check_nonnegative("LinearCalcium", "D", self.D, " ms")
+        check_fields(self)
 
     def init(self) -> Array:
         return jnp.zeros_like(self.tau_ca)
@@ -117,12 +119,12 @@ class NonlinearCalcium(AbstractCalcium):
     D: Array = _field()
     nl: Array = _field(default=2.0)
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "C_pre": POSITIVE, "C_post": NONNEGATIVE, "tau_ca": POSITIVE_MS, "D": NONNEGATIVE_MS, "nl": POSITIVE,
+    }
+
     def __check_init__(self):
-        check_positive("NonlinearCalcium", "C_pre", self.C_pre)
-        check_nonnegative("NonlinearCalcium", "C_post", self.C_post)
-        check_positive("NonlinearCalcium", "tau_ca", self.tau_ca, " ms")
-        check_nonnegative("NonlinearCalcium", "D", self.D, " ms")
-        check_positive("NonlinearCalcium", "nl", self.nl)
+        check_fields(self)
 
     @property
     def eta(self) -> Array:
@@ -164,12 +166,13 @@ class CoincidenceCalcium(AbstractCalcium):
     D: Array = _field(default=0.0)
     window: Array = _field(default=0.1)
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "C_pre": NONNEGATIVE, "C_post": NONNEGATIVE, "C_coinc": NONNEGATIVE, "tau_ca": POSITIVE_MS,
+        "D": NONNEGATIVE_MS, "window": POSITIVE_MS,
+    }
+
     def __check_init__(self):
-        for name in ("C_pre", "C_post", "C_coinc"):
-            check_nonnegative("CoincidenceCalcium", name, getattr(self, name))
-        check_positive("CoincidenceCalcium", "tau_ca", self.tau_ca, " ms")
-        check_nonnegative("CoincidenceCalcium", "D", self.D, " ms")
-        check_positive("CoincidenceCalcium", "window", self.window, " ms")
+        check_fields(self)
 
     def init(self) -> tuple[Array, Array, Array]:
         never = jnp.full_like(self.tau_ca, jnp.inf)

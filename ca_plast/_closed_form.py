@@ -18,6 +18,7 @@ from jax.scipy.special import erf
 from ._custom_types import Array
 from ._early_phase import GraupnerBrunel2012
 from ._spikes import POST, PRE, Spikes, event_sequence, interval
+from ._validation import checked
 
 
 def time_above_thresholds(rule: GraupnerBrunel2012, spikes: Spikes) -> tuple[Array, Array]:
@@ -73,6 +74,7 @@ def transition_probabilities(
 
 def closed_form_ratio(rule: GraupnerBrunel2012, spikes: Spikes) -> Array:
     """GB2012 closed-form change ratio (weight after / before) of one protocol (unbatched)."""
+    rule = checked(rule, "closed_form_ratio")
     t_p, t_d = time_above_thresholds(rule, spikes)
     up, down = transition_probabilities(rule, t_p, t_d, duration(spikes))
     return rule.change_ratio(up, down)

@@ -180,6 +180,7 @@ def solve_density(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = 
     sets. Differentiable in every parameter of the rule, its calcium and the spike times.
     The scan body is `jax.checkpoint`ed, so reverse mode stores one carry per event.
     """
+    rule = checked(rule, "solve_density")
     if not isinstance(grid, DensityGrid):
         raise ValueError(f"solve_density: grid must be a ca_plast.DensityGrid, got {type(grid).__name__}")
     spikes = check_spikes("solve_density", spikes)

@@ -10,13 +10,15 @@ solved exactly, with their noise as an exact Ornstein-Uhlenbeck increment. The s
 drift (time scale tau, ~10^5 ms) is added by Strang splitting.
 """
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from ._calcium import AbstractCalcium, time_above
 from ._custom_types import Array
-from ._validation import check_finite, check_in_range, check_nonnegative, check_positive
+from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, UNIT_INTERVAL, Bound, check_fields
 
 
 def _field(**kwargs):
@@ -43,18 +45,13 @@ class GraupnerBrunel2012(eqx.Module):
     beta: Array = _field(default=0.5)
     b: Array = _field(default=5.0)
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "theta_p": POSITIVE, "theta_d": POSITIVE, "gamma_p": NONNEGATIVE, "gamma_d": NONNEGATIVE,
+        "tau": POSITIVE_MS, "sigma": NONNEGATIVE, "rho_star": UNIT_INTERVAL, "beta": UNIT_INTERVAL, "b": POSITIVE,
+    }
+
     def __check_init__(self):
-        owner = "GraupnerBrunel2012"
-        check_positive(owner, "theta_p", self.theta_p)
-        check_positive(owner, "theta_d", self.theta_d)
-        check_nonnegative(owner, "gamma_p", self.gamma_p)
-        check_nonnegative(owner, "gamma_d", self.gamma_d)
-        check_positive(owner, "tau", self.tau, " ms")
-        check_nonnegative(owner, "sigma", self.sigma)
-        check_in_range(owner, "rho_star", self.rho_star, 0.0, 1.0)
-        check_in_range(owner, "beta", self.beta, 0.0, 1.0)
-        check_positive(owner, "b", self.b)
-        check_finite(owner, "b", self.b)
+        check_fields(self)
 
     def times_above(self, c0: Array, s: Array) -> tuple[Array, Array]:
         """Time (ms) above theta_p and above theta_d in an interval of `s` ms starting at `c0`."""

@@ -42,7 +42,7 @@ import numpy as np
 from ._custom_types import Array, Key
 from ._early_phase import GraupnerBrunel2012
 from ._spikes import POST, PRE, Spikes, event_sequence
-from ._validation import check_finite
+from ._validation import check_finite, checked
 
 
 class EventSolution(eqx.Module):
@@ -78,6 +78,7 @@ def solve_events(
     `jax.vmap` over padded spikes (`to_spikes` of a list), parameter sets or keys. The scan
     body is `jax.checkpoint`ed, so reverse mode stores one carry per event.
     """
+    rule = checked(rule, "solve_events")
     _check_structure("solve_events", spikes)
     for name, value in (("drive_steps", drive_steps), ("quiet_steps", quiet_steps)):
         if int(value) != value or value < 1:

@@ -13,12 +13,14 @@ most one extremum (closed form), so the crossing is bracketed on a monotone bran
 located by bisection, with one Newton step for its implicit derivative.
 """
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from ._custom_types import Array, Bool
-from ._validation import check_finite, check_nonnegative, check_positive
+from ._validation import FINITE, NONNEGATIVE_MS, POSITIVE_MS, Bound, check_fields
 
 _BISECTIONS = 60
 
@@ -66,15 +68,14 @@ class LeakyIntegrateAndFire(eqx.Module):
     tau_syn: Array = _field(default=5.0)
     delay: Array = _field(default=3.0)
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "tau_mem": POSITIVE_MS, "tau_syn": POSITIVE_MS, "R": Bound(0.0, strict=True, unit=" MOhm"),
+        "t_ref": NONNEGATIVE_MS, "delay": NONNEGATIVE_MS, "V_rest": FINITE, "V_th": FINITE, "V_reset": FINITE,
+    }
+
     def __check_init__(self):
         owner = "LeakyIntegrateAndFire"
-        check_positive(owner, "tau_mem", self.tau_mem, " ms")
-        check_positive(owner, "tau_syn", self.tau_syn, " ms")
-        check_positive(owner, "R", self.R, " MOhm")
-        check_nonnegative(owner, "t_ref", self.t_ref, " ms")
-        check_nonnegative(owner, "delay", self.delay, " ms")
-        for name in ("V_rest", "V_th", "V_reset"):
-            check_finite(owner, name, getattr(self, name))
+        check_fields(self)
         for name in ("V_rest", "V_reset"):
             value = getattr(self, name)
             traced = isinstance(value, jax.core.Tracer) or isinstance(self.V_th, jax.core.Tracer)

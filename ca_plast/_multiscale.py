@@ -38,6 +38,7 @@ from ._lif import LeakyIntegrateAndFire
 from ._protocols import Protocol
 from ._spikes import Spikes, interval, shift, to_spikes
 from ._stc import LuboeinskiTetzlaff2021, STCState, STCStats
+from ._validation import checked
 
 CALCIUM, CURRENT, POST, RECORD, END = range(5)
 _TILE = 25  # steps per innermost loop of `solve_stc_fine`
@@ -214,6 +215,8 @@ def solve_stc(
     unprocessed (`simulate_stc` then reruns with more room). `chunk`: iterations per
     `jax.checkpoint`ed block.
     """
+    rule = checked(rule, "solve_stc")
+    neuron = None if neuron is None else checked(neuron, "solve_stc")
     unit = spikes.unit
     check_spare("solve_stc", max_post_spikes)
     if int(chunk) != chunk or chunk < 1:
@@ -279,6 +282,8 @@ def solve_stc_fine(
     `solve_stc` (the stats are sampled at the steps, `synapses` likewise); records every `record_every` ms.
     A reference for short runs and for checking `solve_stc`: it costs one step per 0.2 ms.
     """
+    rule = checked(rule, "solve_stc_fine")
+    neuron = None if neuron is None else checked(neuron, "solve_stc_fine")
     dt = spikes.unit
     n_syn, (pre_tick, pre_offset, pre_mask), post, end_tick, end_offset = _layout(spikes, synapses, "solve_stc_fine")
     steps = _record_steps(record_every, dt, "solve_stc_fine")

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from ._custom_types import Array, Float, Key
 from ._early_phase import Affine, GraupnerBrunel2012
 from ._spikes import Spikes, shift
-from ._validation import check_finite
+from ._validation import check_finite, checked
 
 
 class ScanSolution(eqx.Module):
@@ -122,6 +122,7 @@ def solve_scan(
     reverse mode stores one carry per chunk. `record_every`: record c and rho every that
     many steps.
     """
+    rule = checked(rule, "solve_scan")
     unit = spikes.unit
     if spikes.pre_tick.ndim != 1:
         raise ValueError(f"solve_scan: expected unbatched spikes (1-d trains); got shape {spikes.pre_tick.shape}; vmap over the batch")

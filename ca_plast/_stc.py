@@ -30,6 +30,8 @@ threshold times, and the crossing of the sum is located as `_late` describes (cl
 whenever all synapses relax with one rate, as in all quiet periods).
 """
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -37,7 +39,9 @@ import jax.numpy as jnp
 from ._calcium import AbstractCalcium, LinearCalcium, time_above
 from ._custom_types import Array, Bool, Float
 from ._early_phase import threshold_drive
-from ._validation import check_nonnegative, check_positive
+from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, Bound, check_fields
+
+POSITIVE_MV = Bound(0.0, strict=True, unit=" mV")
 
 _BISECTIONS = 60
 
@@ -122,16 +126,14 @@ class LuboeinskiTetzlaff2021(eqx.Module):
     leak: Array = _field(default=0.1)
     h_max: Array = _field(default=10.0)
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "theta_p": POSITIVE, "theta_d": POSITIVE, "theta_tag": POSITIVE, "theta_pro": POSITIVE, "leak": POSITIVE,
+        "h0": POSITIVE_MV, "h_max": POSITIVE_MV, "tau_h": POSITIVE_MS, "tau_p": POSITIVE_MS, "tau_z": POSITIVE_MS,
+        "gamma_p": NONNEGATIVE, "gamma_d": NONNEGATIVE, "sigma_pl": NONNEGATIVE, "alpha": NONNEGATIVE,
+    }
+
     def __check_init__(self):
-        owner = "LuboeinskiTetzlaff2021"
-        for name in ("theta_p", "theta_d", "theta_tag", "theta_pro", "leak"):
-            check_positive(owner, name, getattr(self, name))
-        for name in ("h0", "h_max"):
-            check_positive(owner, name, getattr(self, name), " mV")
-        for name in ("tau_h", "tau_p", "tau_z"):
-            check_positive(owner, name, getattr(self, name), " ms")
-        for name in ("gamma_p", "gamma_d", "sigma_pl", "alpha"):
-            check_nonnegative(owner, name, getattr(self, name))
+        check_fields(self)
 
     def init(self, n_synapses: int | None = None) -> STCState:
         """Resting synapse: h = h0, no protein, no late-phase change. `n_synapses`: None for one

@@ -56,6 +56,7 @@ from ._multiscale import RECORD, STCSolution, check_spare, event_effects, stc_ev
 from ._rounding import RANDOM_ROUNDINGS, counter_uniform
 from ._spikes import Spikes, interval
 from ._stc import LuboeinskiTetzlaff2021, STCState, STCStats
+from ._validation import checked
 
 
 BSS2_STC = BSS2(state=FixedPoint(16, 15), rounding="stochastic", period=100.0)
@@ -170,6 +171,8 @@ def solve_stc_hardware(
     `max_post_spikes` spare scan iterations for the neuron's spikes (`n_late` counts events
     left unprocessed), as in `solve_stc`. Not reverse-differentiable (`while_loop`).
     """
+    rule = checked(rule, "solve_stc_hardware")
+    neuron = None if neuron is None else checked(neuron, "solve_stc_hardware")
     m = _check(hardware, spikes, key)
     check_spare("solve_stc_hardware", max_post_spikes)
     unit = spikes.unit

@@ -168,7 +168,7 @@ def test_stdp_ratios_methods_agree(getkey):
         (dict(tau=-5.0), "tau must be > 0"),
         (dict(theta_p=float("nan")), "theta_p must be finite"),
         (dict(sigma=-1.0), "sigma must be >= 0"),
-        (dict(beta=1.5), r"beta must lie in \[0.0, 1.0\]"),
+        (dict(beta=1.5), r"beta must lie in \[0, 1\]"),
     ],
 )
 def test_rule_rejects_bad_values(change, match):
