@@ -81,6 +81,7 @@ from ._custom_types import Array, Float
 from ._early_phase import Affine, GraupnerBrunel2012
 from ._events import check_spikes
 from ._spikes import END, POST, PRE, Spikes, event_sequence
+from ._validation import checked
 
 # `DensitySolution.escaped` above this (probability mass) is an error of the public entry points. In
 # float32 the bookkeeping itself carries the FFT's rounding, about 1e-7 per event.
@@ -287,6 +288,7 @@ def _batched_solutions(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGr
 
 
 WIDEST_MARGIN = 8.0
+FINEST_CELLS = 1600  # the finest grid (cells per unit) density_ratios refines to for weak noise
 
 
 def density_ratios(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = DensityGrid()
@@ -296,8 +298,10 @@ def density_ratios(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid =
     Where merged events meet too much cubic time (`DensitySolution.lag` > `MAX_LAG`), the
     batch is solved again with one event per remap. Where probability mass leaves the grid,
     the margin is doubled (up to `WIDEST_MARGIN`) and the batch solved again: automatic
-    widening. A grid still too narrow, or too coarse for the protocol's noise, is a
-    ValueError (`check_density`).
+    widening. Where the noise of a protocol spreads rho over fewer than `MIN_SPREAD_CELLS`
+    cells (weak noise, e.g. preset DPD), the grid is refined to what that takes (in steps of
+    50 cells per unit) where that is at most `FINEST_CELLS`. A grid still too narrow or too
+    coarse is a ValueError (`check_density`).
     """
     # Strongly typed float leaves: presets (weakly typed) and fitted rules then share one compilation.
     rule = jax.tree.map(lambda x: jnp.asarray(x, dtype=spikes.pre_offset.dtype) if eqx.is_inexact_array_like(x) else x, rule)
@@ -308,6 +312,8 @@ def density_ratios(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid =
             grid = dataclasses.replace(grid, events_per_remap=1)
         elif escaped > _tolerance(solution) and np.isfinite(escaped) and grid.margin < WIDEST_MARGIN:
             grid = dataclasses.replace(grid, margin=min(2 * grid.margin, WIDEST_MARGIN))
+        elif (needed := _cells_needed(solution, grid)) is not None and needed <= FINEST_CELLS:
+            grid = dataclasses.replace(grid, cells_per_unit=50 * int(np.ceil(needed / 50)))
         else:
             break
     check_density(solution, grid)
@@ -338,15 +344,23 @@ def check_density(solution: DensitySolution, grid: DensityGrid, what: str = "") 
             f"({escaped:.3g} summed over the protocol's intervals, tolerance {_tolerance(solution):g}); "
             f"widen it with a larger DensityGrid(margin=...)"
         )
-    spread = np.asarray(solution.spread) / grid.width
-    coarse = (np.asarray(solution.travel) >= grid.width) & (spread < MIN_SPREAD_CELLS)
-    if np.any(coarse):
-        cells = float(np.min(spread[coarse]))
+    needed = _cells_needed(solution, grid)
+    if needed is not None:
+        cells = grid.cells_per_unit * MIN_SPREAD_CELLS / needed
         raise ValueError(
             f"density solver{where}: the noise of the protocol spreads rho over {cells:.3g} cells of the grid, fewer "
-            f"than {MIN_SPREAD_CELLS:g}; use a finer grid, DensityGrid(cells_per_unit > "
-            f"{int(np.ceil(grid.cells_per_unit * MIN_SPREAD_CELLS / max(cells, 1e-3)))})"
+            f"than {MIN_SPREAD_CELLS:g}; use a finer grid, DensityGrid(cells_per_unit >= {int(np.ceil(needed))})"
         )
+
+
+def _cells_needed(solution: DensitySolution, grid: DensityGrid) -> float | None:
+    """The cells per unit at which the narrowest noise of a drifting protocol spans `MIN_SPREAD_CELLS`
+    cells, where `grid` is too coarse for it (None where it is not)."""
+    spread = np.asarray(solution.spread) / grid.width
+    coarse = (np.asarray(solution.travel) >= grid.width) & (spread < MIN_SPREAD_CELLS)
+    if not np.any(coarse):
+        return None
+    return grid.cells_per_unit * MIN_SPREAD_CELLS / max(float(np.min(spread[coarse])), 1e-3)
 
 
 def _tolerance(solution: DensitySolution) -> float:

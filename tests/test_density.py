@@ -505,6 +505,20 @@ def test_grid_too_coarse_for_the_noise():
         cp.density_ratios(rule, SPIKES, GRID)
 
 
+def test_weak_noise_refines_the_grid_and_matches_monte_carlo(getkey):
+    """Preset DPD's noise spreads rho over 3.5 cells of the default grid during 60 pairs at
+    1 Hz, dt +45 ms, while its drive moves rho by 3.8: `density_ratios` refines the grid (to
+    200 cells per unit) instead of failing, and the result is the model's (event-driven
+    Monte Carlo, 3 s.e. + 0.002)."""
+    rule = cp.gb2012_preset("DPD")
+    protocols = [cp.pairs(dt, 60, 1.0) for dt in (-35.0, 10.0, 45.0)]
+    spikes = cp.to_spikes(protocols)
+    ratio, grid = cp.density_ratios(rule, spikes)
+    assert grid.cells_per_unit == 200
+    mc, sem = cp.stdp_ratios(rule, protocols, method="events", n_synapses=20_000, key=getkey())
+    assert np.all(np.abs(ratio - mc) <= 3 * sem + 0.002), (ratio, mc, sem)
+
+
 # --- Convergence in the discretisation (a consistency check of the solver with itself) --------
 
 
