@@ -1,5 +1,9 @@
 """ca_plast: differentiable calcium-based synaptic plasticity in JAX."""
 
+from . import _signals
+
+_signals.guard_console_start()  # before JAX is imported: Ctrl-C in the command line's start-up exits cleanly
+
 from ._bss2 import (
     BSS2 as BSS2,
     grid_population_ratio as grid_population_ratio,

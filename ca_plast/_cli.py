@@ -1,8 +1,10 @@
-"""The `ca-plast` command line (contract: DESIGN.md section 8).
+"""The `ca-plast` command line.
 
-User mistakes print one line to stderr and exit 2; failures exit 1; no tracebacks for either.
-Subcommands `fit` and `stc` live with their subsystems (`fitting._cli`, `ca_plast._stc_cli`),
-each providing `add_arguments(parser)` and `run(args) -> int`.
+User mistakes print one line to stderr and exit 2; failures exit 1; Ctrl-C exits 130 with one
+line saying what was written (`_signals`); no tracebacks for any of them. Every argument,
+output path and size is checked before any computation. Subcommands `fit` and `stc` live with
+their subsystems (`fitting._cli`, `ca_plast._stc_cli`), each providing
+`add_arguments(parser)` and `run(args, interrupts) -> int`.
 """
 
 import argparse
@@ -11,9 +13,9 @@ import sys
 
 import numpy as np
 
-
-class UsageError(Exception):
-    """A bad argument: reported on stderr with exit status 2."""
+from ._arguments import SEED_HELP, UsageError, memory, output, seed, write_outputs
+from ._limits import MAX_TICKS, simulation_bytes
+from ._signals import Interrupted, Interrupts
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,10 +32,10 @@ def parse_range(text: str) -> np.ndarray:
         raise UsageError(f"--dt-range must be START:STOP:STEP in ms (e.g. -100:100:10), got {text!r}") from None
     if not all(np.isfinite([start, stop, step])) or step <= 0 or stop < start:
         raise UsageError(f"--dt-range needs STEP > 0 and STOP >= START, got {text!r}")
-    n = int(np.floor((stop - start) / step + 1e-9)) + 1
-    if n > 10_000:
-        raise UsageError(f"--dt-range {text!r} gives {n} points; at most 10000")
-    return start + step * np.arange(n)
+    points = np.floor((stop - start) / step + 1e-9) + 1
+    if not points <= 10_000:
+        raise UsageError(f"--dt-range {text!r} gives {points:.3g} points; at most 10000")
+    return start + step * np.arange(int(points))
 
 
 def _stdp_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,42 +46,57 @@ def _stdp_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", help="closed-form (GB2012's approximation), scan, events (simulations) or density "
                                          "(the model's exact expectation) (default: closed-form; scan with --hardware bss2)")
     parser.add_argument("--trials", type=int, default=1000, help="synapses per state (DOWN and UP) for simulations")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0, help=SEED_HELP)
     parser.add_argument("--step-ms", type=float, default=0.1, help="solver step in ms (scan)")
     parser.add_argument("--hardware", default="none", help="none or bss2")
-    parser.add_argument("--csv", help="write dt_ms,ratio,sem to this file")
-    parser.add_argument("--plot", help="write the STDP curve to this image file")
+    parser.add_argument("--csv", help="write dt_ms,ratio,sem to this file (default: standard output)")
+    parser.add_argument("--plot", help="write the STDP curve to this image file (.png, .pdf, .svg, ...)")
 
 
-def _run_stdp(args) -> int:
-    import jax
-
-    from . import _presets, _stdp
-    from ._bss2 import BSS2
-    from ._plotting import plot_stdp
-    from ._protocols import pairs
+def _run_stdp(args, interrupts: Interrupts) -> int:
+    from . import _presets
+    from ._stdp import METHODS
 
     if args.preset not in _presets.GB2012_PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; valid presets: {', '.join(_presets.GB2012_PRESETS)}")
-    method = args.method or ("scan" if args.hardware == "bss2" else "closed-form")
-    if method not in _stdp.METHODS:
-        raise UsageError(f"unknown --method {method!r}; valid: {', '.join(_stdp.METHODS)}")
+    method = args.method if args.method is not None else ("scan" if args.hardware == "bss2" else "closed-form")
+    if method not in METHODS:
+        raise UsageError(f"unknown --method {method!r}; valid: {', '.join(METHODS)}")
     if args.hardware not in ("none", "bss2"):
         raise UsageError(f"unknown --hardware {args.hardware!r}; valid: none, bss2")
     if args.hardware == "bss2" and method != "scan":
         raise UsageError(f"--hardware bss2 emulates a time-stepped simulation: use --method scan, not {method!r}")
-    hardware = BSS2() if args.hardware == "bss2" else None
     if args.pairs < 1 or args.trials < 1:
         raise UsageError(f"--pairs and --trials must be >= 1, got {args.pairs} and {args.trials}")
     if not (np.isfinite(args.freq) and args.freq > 0) or not (np.isfinite(args.step_ms) and args.step_ms > 0):
         raise UsageError(f"--freq and --step-ms must be > 0, got {args.freq} and {args.step_ms}")
     dts = parse_range(args.dt_range)
+    period = 1000.0 / args.freq
+    if np.max(np.abs(dts)) >= period:
+        raise UsageError(f"--dt-range: every |dt| must be shorter than the pairing period {period:g} ms "
+                         f"(--freq {args.freq:g} Hz), got {np.max(np.abs(dts)):g} ms")
+    duration = args.pairs * period + np.max(np.abs(dts))
+    if duration / args.step_ms >= MAX_TICKS:
+        raise UsageError(f"{args.pairs} pairs at --freq {args.freq:g} Hz last {duration:.3g} ms, more than "
+                         f"{MAX_TICKS} steps of --step-ms {args.step_ms:g} ms; lower --pairs or raise --freq or --step-ms")
+    simulated = method in ("scan", "events")
+    memory(simulation_bytes(method, dts.size, 2 * args.pairs, args.trials if simulated else 0),
+           f"{dts.size} protocols of {args.pairs} pairs" + (f" with {args.trials} trials" if simulated else ""),
+           "lower " + ("--trials, " if simulated else "") + "--pairs or the number of --dt-range points")
+    csv = output(args.csv, "--csv")
+    plot = output(args.plot, "--plot", plot=True)
+
+    import jax
+
+    from ._bss2 import BSS2
+    from ._plotting import figure_bytes, plot_stdp
+    from ._protocols import pairs
+    from ._stdp import stdp_ratios
+
+    hardware = BSS2() if args.hardware == "bss2" else None
     rule = _presets.gb2012_preset(args.preset)
-    try:
-        protocols = [pairs(float(dt), args.pairs, args.freq) for dt in dts]
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    ratio, sem = _stdp.stdp_ratios(
+    protocols = [pairs(float(dt), args.pairs, args.freq) for dt in dts]
+    ratio, sem = stdp_ratios(
         rule, protocols, method=method, n_synapses=args.trials, key=jax.random.key(args.seed), step=args.step_ms,
         hardware=hardware,
     )
@@ -87,25 +104,13 @@ def _run_stdp(args) -> int:
         chip_s = hardware.hardware_time(sum(p.duration for p in protocols)) / 1000
         print(f"bss2: {hardware.state.total_bits}-bit {hardware.rounding} rounding, update every {hardware.period:g} ms; "
               f"{chip_s:.3g} s of chip time for these protocols ({hardware.speedup:g}x biological)", file=sys.stderr)
-    lines = ["dt_ms,ratio,sem"] + [f"{dt:g},{r:.6f},{e:.6f}" for dt, r, e in zip(dts, ratio, sem)]
-    if args.csv:
-        _write_atomic(args.csv, "\n".join(lines) + "\n")
-    else:
-        print("\n".join(lines))
-    if args.plot:
+    table = "\n".join(["dt_ms,ratio,sem"] + [f"{dt:g},{r:.6f},{e:.6f}" for dt, r, e in zip(dts, ratio, sem)]) + "\n"
+    figure = None
+    if plot is not None:
         title = f"{args.preset}: {args.pairs} pairs at {args.freq:g} Hz ({method}{', bss2' if hardware else ''})"
-        plot_stdp(dts, ratio, sem, title=title).savefig(args.plot, dpi=120)
+        figure = figure_bytes(plot_stdp(dts, ratio, sem, title=title), plot.path)
+    write_outputs(interrupts, "ca-plast stdp", [(csv, table.encode()), (plot, figure)])
     return 0
-
-
-def _write_atomic(path: str, text: str) -> None:
-    import os
-    import tempfile
-
-    folder = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
 
 
 _DELEGATED = {"fit": "fitting._cli", "stc": "ca_plast._stc_cli"}
@@ -138,22 +143,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        parser = build_parser()
-        args, extra = parser.parse_known_args(_join_ranges(sys.argv[1:] if argv is None else argv))
-        if getattr(args, "unavailable", False):
-            raise UsageError(f"ca-plast {args.command}: not available yet in this version")
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        if args.command == "stdp":
-            return _run_stdp(args)
-        return importlib.import_module(_DELEGATED[args.command]).run(args)
-    except UsageError as error:
-        print(error, file=sys.stderr)
-        return 2
-    except (ValueError, OSError) as error:
-        print(f"ca-plast: error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, ValueError) else 1
+    """Run `ca-plast` with `argv` (default: the process's arguments) and return the exit status.
+
+    Without `argv` (the console script), Ctrl-C ends the process itself with status 130
+    (`_signals`); with `argv`, it returns 130.
+    """
+    interrupts = Interrupts("ca-plast: interrupted; nothing written", exit_process=argv is None)
+    command = None
+    with interrupts.installed():
+        try:
+            parser = build_parser()
+            args, extra = parser.parse_known_args(_join_ranges(sys.argv[1:] if argv is None else argv))
+            if getattr(args, "unavailable", False):
+                raise UsageError(f"ca-plast {args.command}: not available yet in this version")
+            if extra:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            command = args.command
+            interrupts.message = f"ca-plast {command}: interrupted; nothing written"
+            if args.command == "stdp":
+                return _run_stdp(args, interrupts)
+            return importlib.import_module(_DELEGATED[args.command]).run(args, interrupts)
+        except UsageError as error:
+            message = str(error)
+            print(message if message.startswith("ca-plast") else f"{_prefix(command)}: {message}", file=sys.stderr)
+            return 2
+        except Interrupted as interrupted:
+            print(interrupted, file=sys.stderr)
+            return 130
+        except (ValueError, OSError) as error:
+            print(f"{_prefix(command)}: error: {error}", file=sys.stderr)
+            return 2 if isinstance(error, ValueError) else 1
+
+
+def _prefix(command: str | None) -> str:
+    return "ca-plast" if command is None else f"ca-plast {command}"
 
 
 if __name__ == "__main__":

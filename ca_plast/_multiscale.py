@@ -35,6 +35,7 @@ import numpy as np
 from ._bss2 import BSS2
 from ._custom_types import Array, Bool, Float, Int, Key
 from ._lif import LeakyIntegrateAndFire
+from ._limits import check_memory, stc_bytes
 from ._protocols import Protocol
 from ._spikes import Spikes, interval, shift, to_spikes
 from ._stc import LuboeinskiTetzlaff2021, STCState, STCStats
@@ -418,6 +419,13 @@ def simulate_stc(
     """
     protocols = list(protocols)
     synapses = bool(protocols) and not isinstance(protocols[0], Protocol)
+    every = [p for trial in protocols for p in (trial if synapses else [trial]) if isinstance(p, Protocol)]
+    if every and np.isfinite(record_every) and record_every > 0:
+        n_spikes = max(p.n_spikes for p in every)
+        n_records = max(p.duration for p in every) / record_every + 1
+        check_memory(stc_bytes(len(every), n_spikes, n_records),
+                     f"simulate_stc ({len(every)} synapse trials of up to {n_spikes} spikes, {n_records:.0f} records)",
+                     "use fewer or shorter trials, or a coarser record_every")
     if synapses:
         trials = [list(trial) for trial in protocols]
         sizes = {len(trial) for trial in trials}

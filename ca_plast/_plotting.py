@@ -4,8 +4,18 @@ Figures are built with `matplotlib.figure.Figure` (no pyplot state, no display n
 save them with `fig.savefig(path)`.
 """
 
+import io
+import os
+
 from matplotlib.figure import Figure
 import numpy as np
+
+
+def figure_bytes(figure: Figure, path: str, dpi: int = 120) -> bytes:
+    """`figure` rendered in the format named by the extension of `path` (e.g. `.png`, `.pdf`)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=os.path.splitext(path)[1].lstrip(".").lower(), dpi=dpi)
+    return buffer.getvalue()
 
 
 def plot_stdp(dts, ratio, sem=None, *, data=None, title: str = "", label: str = "model") -> Figure:

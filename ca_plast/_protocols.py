@@ -140,6 +140,8 @@ def random_pairs(freq: float, n: int = 75, dt_low: float = -15.0, dt_high: float
     """
     n = _check_count("number of pairs", n)
     period = _MS_PER_S / _check_freq(freq)
+    if not (np.isfinite(dt_low) and np.isfinite(dt_high) and dt_low <= dt_high):
+        raise ValueError(f"random_pairs: need finite dt_low <= dt_high (ms), got dt_low {dt_low!r}, dt_high {dt_high!r}")
     if not period > dt_high - dt_low:
         raise ValueError(f"random_pairs: period {period} ms must exceed the dt range {dt_high - dt_low} ms")
     dts = np.random.default_rng(seed).uniform(dt_low, dt_high, size=n)

@@ -70,7 +70,8 @@ def to_spikes(protocols: Protocol | Sequence[Protocol], unit: float = 0.1) -> Sp
     if not batch or not all(isinstance(p, Protocol) for p in batch):
         raise ValueError("to_spikes: expected a Protocol or a non-empty sequence of Protocols")
     if max(np.ceil(p.duration / unit) for p in batch) >= np.iinfo(np.int32).max:
-        raise ValueError(f"to_spikes: the protocol is too long for ticks of {unit} ms; use a larger unit")
+        raise ValueError(f"to_spikes: a protocol of {max(p.duration for p in batch):g} ms has more than 2**31 - 1 "
+                         f"ticks of {unit:g} ms; use a longer tick (`unit`; `step` of stdp_ratios) or shorter protocols")
     n_pre = max(1, max(p.pre.size for p in batch))
     n_post = max(1, max(p.post.size for p in batch))
     arrays = {}

@@ -17,8 +17,10 @@ import sys
 
 import numpy as np
 
-from ._cli import UsageError, _write_atomic
-from ._stc_protocols import MS_PER_HOUR, STC_PROTOCOLS
+from ._arguments import SEED_HELP, UsageError, memory, output, seed, write_outputs
+from ._limits import MAX_TICKS, stc_bytes
+from ._signals import Interrupts
+from ._stc_protocols import MS_PER_HOUR, STC_PROTOCOLS, stc_protocol
 
 SETTLE_MS = 600_000.0
 RECORD_EVERY_MS = 30_000.0
@@ -29,34 +31,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hours", type=float, default=8.0, help="hours simulated after the stimulus onset (default 8)")
     parser.add_argument("--trials", type=int, default=100, help="number of trials (default 100)")
     parser.add_argument("--poisson", action="store_true", help="Poisson instead of regular pulses")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the plasticity noise and of the Poisson pulses")
+    parser.add_argument("--seed", type=seed, default=0, help=SEED_HELP + "; drives the plasticity noise and the Poisson pulses")
     parser.add_argument("--hardware", default="none", help="none or bss2")
-    parser.add_argument("--csv", help="write t_h,h_pct,z_pct,w_pct,p to this file (default: stdout)")
-    parser.add_argument("--plot", help="write h, z, w and p against time to this image file")
+    parser.add_argument("--csv", help="write t_h,h_pct,z_pct,w_pct,p to this file (default: standard output)")
+    parser.add_argument("--plot", help="write h, z, w and p against time to this image file (.png, .pdf, .svg, ...)")
+
+
+MAX_HOURS = (MAX_TICKS * 1.0 - SETTLE_MS) / MS_PER_HOUR  # ticks of 1 ms (simulate_stc's default unit)
 
 
 def _check(args) -> str:
     protocol = args.protocol.upper()
     if protocol not in STC_PROTOCOLS:
         raise UsageError(f"unknown --protocol {args.protocol!r}; valid: {', '.join(STC_PROTOCOLS)}")
-    if not (np.isfinite(args.hours) and args.hours > 0):
-        raise UsageError(f"--hours must be a finite number > 0, got {args.hours}")
+    if not (np.isfinite(args.hours) and 0 < args.hours <= MAX_HOURS):
+        raise UsageError(f"--hours must be > 0 and at most {MAX_HOURS:.0f} (ticks of 1 ms must fit 32-bit integers), "
+                         f"got {args.hours}")
     if args.trials < 1:
         raise UsageError(f"--trials must be >= 1, got {args.trials}")
     if args.hardware not in ("none", "bss2"):
         raise UsageError(f"unknown --hardware {args.hardware!r}; valid: none, bss2")
+    pulses = stc_protocol(protocol, hours=args.hours, settle=SETTLE_MS).pre.size
+    records = int((SETTLE_MS + args.hours * MS_PER_HOUR) // RECORD_EVERY_MS) + 1
+    memory(stc_bytes(args.trials, 2 * pulses, records), f"{args.trials} trials of {args.hours:g} h",
+           "lower --trials or --hours")
     return protocol
 
 
-def run(args) -> int:
+def run(args, interrupts: Interrupts) -> int:
     protocol = _check(args)
+    csv = output(args.csv, "--csv")
+    plot = output(args.plot, "--plot", plot=True)
     import jax
 
     from ._lif import LeakyIntegrateAndFire
     from ._multiscale import simulate_stc
+    from ._plotting import figure_bytes
     from ._stc import OUTCOMES, classify_outcome, luboeinski_tetzlaff2021
-    from ._stc_plotting import plot_stc, stc_percentages
     from ._stc_hardware import BSS2_STC
+    from ._stc_plotting import plot_stc, stc_percentages
     from ._stc_protocols import stc_protocols
 
     rule = luboeinski_tetzlaff2021()
@@ -72,10 +85,6 @@ def run(args) -> int:
     lines = ["t_h,h_pct,z_pct,w_pct,p"] + [
         f"{t:.6g},{h:.4f},{z:.4f},{w:.4f},{p:.6f}" for t, h, z, w, p in zip(t_h, *columns)
     ]
-    if args.csv:
-        _write_atomic(args.csv, "\n".join(lines) + "\n")
-    else:
-        print("\n".join(lines))
     outcomes = np.asarray(classify_outcome(rule, solution.state.z, solution.stats.h_max, solution.stats.h_min))
     counts = ", ".join(f"{OUTCOMES[i]} {n}" for i, n in enumerate(np.bincount(outcomes, minlength=len(OUTCOMES))) if n)
     kind = "Poisson" if args.poisson else "regular"
@@ -84,7 +93,8 @@ def run(args) -> int:
         f"{hardware.period:g} ms; {hardware.hardware_time(protocols[0].duration) / 1000:.3g} s of chip time per trial)")
     print(f"{protocol} ({kind}), {args.trials} trials, {args.hours:g} h after onset{on}: {counts}; "
           f"final w {columns[2][-1]:.1f} % of h0", file=sys.stderr)
-    if args.plot:
-        title = f"{protocol} ({kind}), {args.trials} trials"
-        plot_stc(t_h, traces, title=title).savefig(args.plot, dpi=120)
+    figure = None
+    if plot is not None:
+        figure = figure_bytes(plot_stc(t_h, traces, title=f"{protocol} ({kind}), {args.trials} trials"), plot.path)
+    write_outputs(interrupts, "ca-plast stc", [(csv, ("\n".join(lines) + "\n").encode()), (plot, figure)])
     return 0

@@ -12,6 +12,7 @@ from ._custom_types import Array, Key
 from ._density import DensityGrid, density_ratios
 from ._early_phase import GraupnerBrunel2012
 from ._events import solve_events
+from ._limits import check_memory, simulation_bytes
 from ._protocols import Protocol
 from ._scan import solve_scan
 from ._spikes import Spikes, to_spikes
@@ -35,19 +36,28 @@ def population_ratio(rule: GraupnerBrunel2012, rho_from_down: Array, rho_from_up
     return rule.change_ratio(up, down), sem
 
 
-def _initial_population(n_synapses: int, dtype) -> Array:
+def _synapses(owner: str, n_synapses) -> int:
+    """`n_synapses` as an int, or ValueError unless it is a whole number >= 1."""
+    if isinstance(n_synapses, bool) or not isinstance(n_synapses, (int, np.integer, float)) or n_synapses < 1 \
+            or int(n_synapses) != n_synapses:
+        raise ValueError(f"{owner}: n_synapses must be a whole number >= 1, got {n_synapses!r}")
+    return int(n_synapses)
+
+
+def _initial_population(owner: str, n_synapses: int, dtype) -> Array:
+    n_synapses = _synapses(owner, n_synapses)
     return jnp.concatenate([jnp.zeros(n_synapses, dtype), jnp.ones(n_synapses, dtype)])
 
 
 def scan_ratio(rule: GraupnerBrunel2012, spikes: Spikes, n_synapses: int, *, key: Key) -> tuple[Array, Array]:
     """Change ratio (and standard error) of one protocol from `n_synapses` DOWN and `n_synapses` UP synapses."""
-    rho = solve_scan(rule, spikes, _initial_population(n_synapses, spikes.pre_offset.dtype), key=key).rho
+    rho = solve_scan(rule, spikes, _initial_population("scan_ratio", n_synapses, spikes.pre_offset.dtype), key=key).rho
     return population_ratio(rule, rho[:n_synapses], rho[n_synapses:])
 
 
 def events_ratio(rule: GraupnerBrunel2012, spikes: Spikes, n_synapses: int, *, key: Key) -> tuple[Array, Array]:
     """As `scan_ratio`, with the event-driven solver (`solve_events`)."""
-    rho = solve_events(rule, spikes, _initial_population(n_synapses, spikes.pre_offset.dtype), key=key).rho
+    rho = solve_events(rule, spikes, _initial_population("events_ratio", n_synapses, spikes.pre_offset.dtype), key=key).rho
     return population_ratio(rule, rho[:n_synapses], rho[n_synapses:])
 
 
@@ -96,15 +106,21 @@ def stdp_ratios(
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
     if hardware is not None and method != "scan":
         raise ValueError(f"hardware emulation is a time-stepped simulation: use method 'scan', not {method!r}")
-    spikes = to_spikes(list(protocols), unit=step)
+    protocols = list(protocols)
+    simulated = method in ("scan", "events")
+    n_synapses = _synapses("stdp_ratios", n_synapses) if simulated else 0
+    n_spikes = max((p.n_spikes for p in protocols if isinstance(p, Protocol)), default=0)
+    check_memory(simulation_bytes(method, len(protocols), n_spikes, n_synapses),
+                 f"stdp_ratios ({method}, {len(protocols)} protocols of up to {n_spikes} spikes"
+                 + (f", {n_synapses} synapses per state)" if simulated else ")"),
+                 "use fewer or shorter protocols" + (" or fewer synapses (n_synapses)" if simulated else ""))
+    spikes = to_spikes(protocols, unit=step)
     if method == "closed-form":
         ratio = _batched_closed_form(rule, spikes)
         return np.asarray(ratio), np.zeros(len(protocols))
     if method == "density":
         ratio, _ = density_ratios(rule, spikes, DensityGrid() if grid is None else grid)
         return ratio, np.zeros(len(protocols))
-    if int(n_synapses) != n_synapses or n_synapses < 1:
-        raise ValueError(f"n_synapses must be a whole number >= 1, got {n_synapses!r}")
     if key is None:
         raise ValueError(f"method {method!r} simulates noise and needs a key, e.g. key=jax.random.key(0)")
     if hardware is not None:

@@ -1,7 +1,7 @@
 """`ca-plast fit`: fit a GB2012 preset's parameters to a shipped data set (DESIGN.md section 8).
 
     ca-plast fit --dataset NAME --init PRESET [--free NAME,NAME,...] [--steps N] [--seed S]
-                 [--method density|closed-form] [--hardware none|bss2] --out DIR [--resume]
+                 [--method density|closed-form] [--hardware none|bss2] --out DIR [--resume | --force]
                  [--modelling M] [--starts K] [--loss L] [--density-steps N] [--refine-steps N]
 
 `--method density` (the default) screens and fits with GB2012's closed form, then finishes in
@@ -11,8 +11,13 @@ plotted curves are then the model's. `--method closed-form` stops after the clos
 simulation (fit.json `simulated_check`).
 
 Writes DIR/fit.json, DIR/fit.csv, DIR/fit.png, and DIR/checkpoint.npz (every 100 steps,
-at the end and on Ctrl-C; `--resume` continues from it). Every argument is checked before
-anything is written; a bad one exits with status 2 and leaves DIR untouched.
+at the end and on Ctrl-C; `--resume` continues from it; the density and hardware stages
+have their own, `checkpoint_density.npz` and `checkpoint_hardware.npz`). Every argument is
+checked before anything is written; a bad one exits with status 2 and leaves DIR untouched.
+A folder that already holds a fit is continued with `--resume` or replaced with `--force`
+(which first deletes those six files, nothing else), never overwritten silently. A lock
+(DIR/.ca-plast-fit.lock, held while the fit runs) keeps a second fit out of the folder.
+Ctrl-C ends the fit with status 130 and one line saying which checkpoints hold its progress.
 
 With `--hardware bss2` the float fit is then refined through the BSS-2 emulation
 (quantisation-aware fitting, `fitting.fit`; `--refine-steps` Adam steps, checkpoint
@@ -21,13 +26,22 @@ the emulation: fit.json's `quantisation_aware` record holds both scores.
 """
 
 import argparse
+import contextlib
 import os
-import sys
 import tempfile
+import time
 from pathlib import Path
+
+from ca_plast._arguments import SEED_HELP, UsageError, memory, seed
+from ca_plast._limits import simulation_bytes
+from ca_plast._output import output_target
+from ca_plast._signals import Interrupts
 
 DEFAULT_FREE = "theta_p,gamma_p,gamma_d,C_pre,C_post,tau_ca,D,tau,sigma,b"
 CHECKPOINT = "checkpoint.npz"
+REPORT = ("fit.json", "fit.csv", "fit.png")
+LOCK = ".ca-plast-fit.lock"
+MAX_STEPS = 1_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,14 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="most Adam steps of the closed-form stage in all (default 500 with --method density, "
                              "1000 with closed-form)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the screened random starts (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help=SEED_HELP + "; draws the screened random starts")
     parser.add_argument("--method", default="density",
                         help="density (default: finish in the model itself) or closed-form (GB2012's approximation only)")
     parser.add_argument("--density-steps", type=int, default=20,
                         help="with --method density: most L-BFGS iterations of the density stage (default 20)")
     parser.add_argument("--hardware", default="none", help="none or bss2")
     parser.add_argument("--out", required=True, help="output folder for fit.json, fit.csv, fit.png and the checkpoint")
-    parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
+    parser.add_argument("--resume", action="store_true", help="continue the fit in DIR from its checkpoints")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the fit already in DIR (deletes its fit.* and checkpoint*.npz first)")
     parser.add_argument("--modelling", help="how the data set's protocols are modelled (default: the data set's first)")
     parser.add_argument("--starts", type=int, default=32, help="starts optimised in parallel (default 32)")
     parser.add_argument("--loss", default="chi2", help="chi2 (mean z^2, default) or soft_l1 (robust)")
@@ -53,40 +69,80 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --hardware bss2: steps of the refinement through the emulation (default 60)")
 
 
-def _output_folder(text: str, usage_error) -> Path:
+def _output_folder(text: str) -> Path:
     """The output folder, created if needed and checked writable (UsageError otherwise)."""
+    if not text:
+        raise UsageError("ca-plast fit: --out is empty; give a folder")
     out = Path(text)
     if out.exists() and not out.is_dir():
-        raise usage_error(f"--out {text!r} exists and is not a folder")
+        raise UsageError(f"ca-plast fit: --out {text!r} exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as error:
-        raise usage_error(f"--out {text!r}: cannot write there ({error.strerror or error})") from None
+        raise UsageError(f"ca-plast fit: --out {text!r}: cannot write there ({error.strerror or error})") from None
     return out
 
 
-def run(args) -> int:
+@contextlib.contextmanager
+def _lock(out: Path):
+    """Hold DIR/.ca-plast-fit.lock inside the block (an advisory lock, released by the system
+    if the process dies), or UsageError if another fit holds it."""
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform
+        yield
+        return
+    with open(out / LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UsageError(f"ca-plast fit: another fit ({holder}) is running in --out {str(out)!r}; "
+                             f"wait for it to end or choose another folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        yield
+
+
+def _fit_files(out: Path) -> list[Path]:
+    """The files a fit writes into `out`: checkpoints, then the report."""
+    from ._fit import checkpoint_files
+
+    return [*checkpoint_files(out / CHECKPOINT), *(out / name for name in REPORT)]
+
+
+def _interrupted(out: Path, since: float, resumed: bool) -> str:
+    """A true line about what an interrupted fit left in `out`."""
+    saved = [str(path) for path in _fit_files(out)[:3] if path.exists() and path.stat().st_mtime >= since]
+    if saved:
+        return f"ca-plast fit: interrupted; progress saved in {', '.join(saved)}; continue with --resume"
+    if resumed:
+        return "ca-plast fit: interrupted before new progress was saved; the checkpoints are as they were; " \
+               "continue with --resume"
+    return f"ca-plast fit: interrupted before the first checkpoint was written (screening starts); nothing to resume in {out}"
+
+
+def run(args, interrupts: Interrupts) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
 
     import ca_plast
-    from ca_plast._cli import UsageError
 
     from ._datasets import DATASETS, load_dataset, modellings
-    from ._fit import Refinement, fit
+    from ._fit import Refinement
     from ._losses import LOSSES, METHODS
-    from ._report import write_report
     from ._transforms import FreeParameters
 
     if args.hardware not in ("none", "bss2"):
         raise UsageError(f"unknown --hardware {args.hardware!r}; valid: none, bss2")
     if args.method not in METHODS:
         raise UsageError(f"unknown --method {args.method!r}; valid: {', '.join(METHODS)}")
-    if args.density_steps < 1:
-        raise UsageError(f"--density-steps must be >= 1, got {args.density_steps}")
     if args.dataset not in DATASETS:
         raise UsageError(f"unknown data set {args.dataset!r}; valid data sets: {', '.join(DATASETS)}")
     if args.init not in ca_plast.GB2012_PRESETS:
@@ -96,10 +152,14 @@ def run(args) -> int:
                          f"valid: {', '.join(modellings(args.dataset))}")
     if args.loss not in LOSSES:
         raise UsageError(f"unknown --loss {args.loss!r}; valid: {', '.join(LOSSES)}")
-    if (args.steps is not None and args.steps < 1) or args.starts < 1 or args.seed < 0:
-        raise UsageError(f"--steps and --starts must be >= 1 and --seed >= 0, got {args.steps}, {args.starts}, {args.seed}")
-    if args.refine_steps is not None and (args.hardware == "none" or args.refine_steps < 1):
-        raise UsageError(f"--refine-steps needs --hardware bss2 and a value >= 1, got {args.refine_steps} "
+    for option, value, most in (("--steps", args.steps, MAX_STEPS), ("--density-steps", args.density_steps, MAX_STEPS),
+                                ("--starts", args.starts, None)):
+        if value is not None and (value < 1 or (most is not None and value > most)):
+            raise UsageError(f"ca-plast fit: {option} must be >= 1" + (f" and <= {most}" if most else "") + f", got {value}")
+    if args.resume and args.force:
+        raise UsageError("ca-plast fit: --resume continues the fit in --out, --force replaces it; give one of them")
+    if args.refine_steps is not None and (args.hardware == "none" or not 1 <= args.refine_steps <= MAX_STEPS):
+        raise UsageError(f"--refine-steps needs --hardware bss2 and a value from 1 to {MAX_STEPS}, got {args.refine_steps} "
                          f"with --hardware {args.hardware}")
     refinement = Refinement() if args.refine_steps is None else Refinement(steps=args.refine_steps)
     free = [name.strip() for name in args.free.split(",")]
@@ -109,23 +169,17 @@ def run(args) -> int:
         dataset = load_dataset(args.dataset, args.modelling)
     except ValueError as error:
         raise UsageError(f"ca-plast fit: {error}") from None
+    n_spikes = max(p.n_spikes for p in dataset.protocols)
+    memory(simulation_bytes("closed-form", args.starts * dataset.n_points, n_spikes, 0),
+           f"--starts {args.starts} on {dataset.n_points} protocols of up to {n_spikes} spikes", "lower --starts")
+    if not args.out:
+        raise UsageError("ca-plast fit: --out is empty; give a folder")
     checkpoint = Path(args.out) / CHECKPOINT
     if args.resume and not checkpoint.is_file():
-        raise UsageError(f"--resume: no checkpoint {checkpoint} to continue from")
-    out = _output_folder(args.out, UsageError)
-
-    try:
-        result = fit(dataset, args.init, free, steps=args.steps, n_starts=args.starts, seed=args.seed, loss=args.loss,
-                     checkpoint=checkpoint, resume=args.resume, progress=True,
-                     hardware=ca_plast.BSS2() if args.hardware == "bss2" else None, refinement=refinement,
-                     method=args.method, density_steps=args.density_steps)
-    except KeyboardInterrupt:
-        print(f"ca-plast fit: interrupted; the checkpoint {checkpoint} holds the progress, continue with --resume",
-              file=sys.stderr)
-        return 130
-    except ValueError as error:
-        raise UsageError(f"ca-plast fit: {error}") from None
-    record = write_report(result, out, hardware=args.hardware)
+        raise UsageError(f"ca-plast fit: --resume: no checkpoint {checkpoint} to continue from")
+    out = _output_folder(args.out)
+    with _lock(out):
+        result, record = _fit_and_report(args, interrupts, out, checkpoint, dataset, free, refinement)
 
     reference = record["reference"]
     measured = f"{result.method} prediction" if result.hardware is None else f"under {args.hardware} emulation"
@@ -157,6 +211,45 @@ def run(args) -> int:
     print("fitted: " + ", ".join(f"{k} = {v:.6g}" for k, v in result.params.items()))
     print(f"wrote {os.path.join(out, 'fit.json')}, fit.csv, fit.png")
     return 0
+
+
+def _fit_and_report(args, interrupts: Interrupts, out: Path, checkpoint: Path, dataset, free, refinement):
+    """The fit into the locked folder `out` (existing results checked first) and its report."""
+    import ca_plast
+
+    from ._fit import fit
+    from ._report import write_report
+
+    existing = [path for path in _fit_files(out) if path.exists()]
+    if existing and not (args.resume or args.force):
+        raise UsageError(f"ca-plast fit: --out {args.out!r} already holds a fit ({', '.join(p.name for p in existing)}); "
+                         f"continue it with --resume or replace it with --force")
+    for path in _fit_files(out):
+        try:
+            output_target(str(path), "--out", stdout=False)
+        except ValueError as error:
+            raise UsageError(f"ca-plast fit: {error}") from None
+    if args.force:
+        for path in existing:
+            path.unlink()
+    started = time.time()
+    try:
+        with interrupts.raising():
+            result = fit(dataset, args.init, free, steps=args.steps, n_starts=args.starts, seed=args.seed,
+                         loss=args.loss, checkpoint=checkpoint, resume=args.resume, progress=True,
+                         hardware=ca_plast.BSS2() if args.hardware == "bss2" else None, refinement=refinement,
+                         method=args.method, density_steps=args.density_steps)
+            interrupts.check()
+    except KeyboardInterrupt:
+        interrupts.stop(_interrupted(out, started, args.resume))
+    except ValueError as error:
+        raise UsageError(f"ca-plast fit: {error}") from None
+    try:
+        with interrupts.raising():
+            return result, write_report(result, out, hardware=args.hardware)
+    except KeyboardInterrupt:
+        interrupts.stop(f"ca-plast fit: interrupted while writing the report; the finished fit is in {checkpoint}: "
+                        f"run the same command with --resume to write fit.json, fit.csv and fit.png")
 
 
 def _density_start(stage: dict) -> str:

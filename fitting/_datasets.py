@@ -54,10 +54,13 @@ class Dataset:
                 raise ValueError(f"Dataset {self.name!r}: {field} has {len(getattr(self, field))} entries, expected {n}")
         if n == 0:
             raise ValueError(f"Dataset {self.name!r}: no data points")
-        bad = ~(np.isfinite(self.sem) & (self.sem > 0))
-        if np.any(bad):
-            i = int(np.argmax(bad))
-            raise ValueError(f"Dataset {self.name!r}: error of point {self.labels[i]!r} must be > 0, got {self.sem[i]!r}")
+        data, sem = np.asarray(self.data, dtype=float), np.asarray(self.sem, dtype=float)
+        for values, what in ((data, "ratio (after / before)"), (sem, "error")):
+            bad = ~(np.isfinite(values) & (values > 0))
+            if np.any(bad):
+                i = int(np.argmax(bad))
+                raise ValueError(f"Dataset {self.name!r}: the {what} of point {self.labels[i]!r} must be a finite "
+                                 f"number > 0, got {float(values[i])!r}")
 
     @property
     def n_points(self) -> int:

@@ -57,6 +57,7 @@ one is the result, and both scores are reported.
 
 import dataclasses
 import functools
+import hashlib
 import importlib.metadata
 import io
 import json
@@ -75,13 +76,15 @@ import optax
 import ca_plast
 from ca_plast import GraupnerBrunel2012, Spikes
 from ca_plast._custom_types import Array, PyTree
+from ca_plast._limits import check_memory, check_seed, simulation_bytes
+from ca_plast._output import write_file
 
 from ._datasets import Dataset
-from ._io import write_atomic
 from ._losses import LOSSES, METHODS, chi2, predict
 from ._transforms import FreeParameters
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: a kind and a checksum in every file
+CHECKPOINT_KIND = "ca_plast fit checkpoint"
 # Default Adam steps of the closed-form stage by method. Measured on Sjostrom 2001 from DP: 500
 # steps then 20 density iterations score 0.048 (0.051 simulated) against 0.044 (0.049) after
 # 1000, in 57 s instead of 73 s of the whole command.
@@ -310,26 +313,62 @@ def _initial_starts(u0: PyTree, static: PyTree, problem: _Problem, optimizer, n_
     return jax.tree.map(lambda a, b: jnp.concatenate([a, b[keep]]), one, pool)
 
 
+def checkpoint_files(checkpoint: Path) -> tuple[Path, Path, Path]:
+    """The files of a fit with `checkpoint`: its own, the density stage's and the hardware stage's."""
+    checkpoint = Path(checkpoint)
+    return checkpoint, *(checkpoint.with_name(f"{checkpoint.stem}_{stage}{checkpoint.suffix}")
+                         for stage in ("density", "hardware"))
+
+
+def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of the named arrays (names, dtypes, shapes and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}:".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def _save_checkpoint(path: Path, state: _State, history: list[float], wall_s: float, meta: dict) -> None:
     arrays = {f"leaf{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
     arrays["history"] = np.asarray(history, dtype=np.float64)
     arrays["wall_s"] = np.asarray(wall_s)
     arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True))
+    arrays["kind"] = np.asarray(CHECKPOINT_KIND)
+    arrays["checksum"] = np.asarray(_checksum(arrays))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    write_atomic(path, buffer.getvalue())
+    write_file(path, buffer.getvalue())
 
 
 def _load_checkpoint(path: Path, like: _State, meta: dict) -> tuple[_State, list[float], float]:
-    with np.load(path, allow_pickle=False) as stored:
-        saved = json.loads(str(stored["meta"]))
-        for key in sorted(set(saved) | set(meta)):
-            if saved.get(key) != meta.get(key):
-                raise ValueError(f"checkpoint {path} belongs to a different fit: {key} was {saved.get(key)!r}, "
-                                 f"now {meta.get(key)!r}")
-        leaves, treedef = jax.tree.flatten(like)
-        loaded = [jnp.asarray(stored[f"leaf{i}"], dtype=jnp.result_type(x)) for i, x in enumerate(leaves)]
-        return jax.tree.unflatten(treedef, loaded), [float(v) for v in stored["history"]], float(stored["wall_s"])
+    """The state, loss history and wall time of the checkpoint `path`, validated (ValueError, one
+    line, unless it is a complete checkpoint of this very fit)."""
+    fresh = "delete it (on the command line: --force) to start afresh"
+    try:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+    except Exception as error:  # np.load raises many types on a truncated or foreign file
+        raise ValueError(f"checkpoint {path} cannot be read ({type(error).__name__}): it is truncated, corrupt or "
+                         f"not a ca_plast fit checkpoint; {fresh}") from None
+    if arrays.get("kind", np.asarray("")).ndim != 0 or str(arrays.get("kind")) != CHECKPOINT_KIND:
+        raise ValueError(f"checkpoint {path} is not a ca_plast fit checkpoint (or one from a version before "
+                         f"checkpoint format {CHECKPOINT_FORMAT}); {fresh}")
+    checksum = str(arrays.pop("checksum", ""))
+    if checksum != _checksum(arrays):
+        raise ValueError(f"checkpoint {path} is corrupt: its checksum does not match its content; {fresh}")
+    saved = json.loads(str(arrays["meta"]))
+    for key in sorted(set(saved) | set(meta)):
+        if saved.get(key) != meta.get(key):
+            raise ValueError(f"checkpoint {path} belongs to a different fit: {key} was {saved.get(key)!r}, "
+                             f"now {meta.get(key)!r}")
+    leaves, treedef = jax.tree.flatten(like)
+    stored_leaves = [arrays.get(f"leaf{i}") for i in range(len(leaves))]
+    if any(s is None or s.shape != np.shape(x) for s, x in zip(stored_leaves, leaves)) or f"leaf{len(leaves)}" in arrays:
+        raise ValueError(f"checkpoint {path} does not hold this fit's optimiser state; {fresh}")
+    loaded = [jnp.asarray(s, dtype=jnp.result_type(x)) for s, x in zip(stored_leaves, leaves)]
+    return jax.tree.unflatten(treedef, loaded), [float(v) for v in arrays["history"]], float(arrays["wall_s"])
 
 
 def _run_saving(step, more, save, every: int) -> None:
@@ -413,8 +452,9 @@ def fit(
     unconstrained units, halving every `halving_steps` steps down to 1 % of it. `loss`:
     "chi2" (mean z^2) or "soft_l1" (robust). Early stopping after `patience` steps
     without a relative improvement of `tol`. `checkpoint`: file written atomically every
-    `checkpoint_every` steps, at the end and on interruption; `resume=True` continues from
-    it (the fit's settings must match). `progress`: draw a progress bar on stderr.
+    `checkpoint_every` steps, at the end and on interruption, with a checksum;
+    `resume=True` continues from it (ValueError unless it is a complete checkpoint of a fit
+    with the same settings). `progress`: draw a progress bar on stderr.
     `hardware`: a `ca_plast.BSS2` configuration: after the float fit, refine it through
     the BSS-2 emulation (quantisation-aware fitting, module doc) with the settings
     `refinement`; its checkpoint is `checkpoint` with `_hardware` added to the name.
@@ -448,7 +488,7 @@ def fit(
     tol = float(tol)
     if not (np.isfinite(tol) and tol >= 0):
         raise ValueError(f"fit: tol must be a finite number >= 0, got {tol!r}")
-    seed = _check_whole("seed", seed, 0)
+    seed = check_seed("fit", seed)
     free_parameters = FreeParameters(init, free, bounds)
     checkpoint = None if checkpoint is None else Path(checkpoint)
     if resume and (checkpoint is None or not checkpoint.exists()):
@@ -458,6 +498,9 @@ def fit(
         raise ValueError(f"fit: hardware must be None or a ca_plast.BSS2 configuration, got {hardware!r}")
     if not isinstance(refinement, Refinement):
         raise ValueError(f"fit: refinement must be a Refinement, got {refinement!r}")
+    n_spikes = max(p.n_spikes for p in dataset.protocols)
+    check_memory(simulation_bytes("closed-form", n_starts * dataset.n_points, n_spikes, 0),
+                 f"fit ({n_starts} starts on {dataset.n_points} protocols of up to {n_spikes} spikes)", "use fewer n_starts")
     problem = _Problem(dataset.spikes(), jnp.asarray(dataset.data, dtype=float), jnp.asarray(dataset.sem, dtype=float),
                        free_parameters, loss)
     optimizer = _optimizer(learning_rate, halving_steps, 0.01)
@@ -515,14 +558,14 @@ def fit(
     if method == "density":
         model, density, grid, prediction = _fit_density(
             model, init, problem, steps=density_steps, tol=tol, grid=grid, progress=progress, checkpoint_every=checkpoint_every, resume=resume, meta=meta,
-            checkpoint=None if checkpoint is None else checkpoint.with_name(f"{checkpoint.stem}_density{checkpoint.suffix}"))
+            checkpoint=None if checkpoint is None else checkpoint_files(checkpoint)[1])
     if hardware is None:
         initial_prediction = _prediction(init, dataset, method, grid)
         prediction = _prediction(model, dataset, method, grid) if prediction is None else prediction
     else:
         model, prediction, initial_prediction, record = _refine_and_keep_better(
             dataset, init, model, free_parameters, hardware, refinement, loss=loss, seed=seed, progress=progress,
-            checkpoint=None if checkpoint is None else checkpoint.with_name(f"{checkpoint.stem}_hardware{checkpoint.suffix}"),
+            checkpoint=None if checkpoint is None else checkpoint_files(checkpoint)[2],
             checkpoint_every=checkpoint_every, resume=resume)
     wall = time.monotonic() - started
     return FitResult(

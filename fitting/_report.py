@@ -15,9 +15,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 import ca_plast
+from ca_plast._output import write_file
+from ca_plast._plotting import figure_bytes
 
 from ._fit import FitResult, versions
-from ._io import write_atomic
 from ._losses import chi2, predict
 from ._transforms import parameter_values
 
@@ -204,9 +205,8 @@ def write_report(result: FitResult, out: str | Path, *, hardware: str = "none") 
     """Write fit.json, fit.csv and fit.png into the folder `out` (which must exist); returns the fit.json record."""
     out = Path(out)
     record = summary(result, hardware=hardware)
-    figure = io.BytesIO()
-    plot_fit(result, record["simulated_check"]).savefig(figure, format="png", dpi=110)
-    write_atomic(out / "fit.csv", table(result).encode())
-    write_atomic(out / "fit.png", figure.getvalue())
-    write_atomic(out / "fit.json", (json.dumps(record, indent=2) + "\n").encode())
+    figure = figure_bytes(plot_fit(result, record["simulated_check"]), "fit.png", dpi=110)
+    write_file(out / "fit.csv", table(result).encode())
+    write_file(out / "fit.png", figure)
+    write_file(out / "fit.json", (json.dumps(record, indent=2) + "\n").encode())
     return record

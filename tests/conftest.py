@@ -2,6 +2,8 @@
 
 import os
 import random
+import shutil
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +12,23 @@ import pytest
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def pytest_configure(config):
+    """One JAX compilation cache for the whole run, shared by the xdist workers (which inherit
+    the environment) and removed at the end: many tests compile the same programs, and each
+    compilation then happens once per run instead of once per test and worker. It starts
+    empty, so every run, and CI's, compiles what it needs."""
+    if "CA_PLAST_TEST_CACHE" not in os.environ:
+        os.environ["CA_PLAST_TEST_CACHE"] = tempfile.mkdtemp(prefix="ca_plast_jax_cache_")
+        config._ca_plast_cache_owner = True
+    jax.config.update("jax_compilation_cache_dir", os.environ["CA_PLAST_TEST_CACHE"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_ca_plast_cache_owner", False):
+        shutil.rmtree(os.environ.pop("CA_PLAST_TEST_CACHE"), ignore_errors=True)
 
 
 @pytest.fixture

@@ -450,7 +450,7 @@ def test_cli_resume_matches_uninterrupted(tmp_path):
     (["--dataset", "sjostrom2001", "--init", "DP", "--resume"], "no checkpoint"),
     (["--dataset", "sjostrom2001", "--init", "DP", "--refine-steps", "5"], "--refine-steps needs --hardware bss2"),
     (["--dataset", "sjostrom2001", "--init", "DP", "--hardware", "bss2", "--refine-steps", "0"],
-     "--refine-steps needs --hardware bss2 and a value >= 1, got 0"),
+     "--refine-steps needs --hardware bss2 and a value from 1 to 1000000, got 0"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "out"

@@ -407,8 +407,8 @@ def test_cli_writes_csv_and_plot(tmp_path, capsys):
     "argv, message",
     [
         (["stc", "--protocol", "TBS"], "unknown --protocol 'TBS'"),
-        (["stc", "--protocol", "STET", "--hours", "0"], "--hours must be a finite number > 0"),
-        (["stc", "--protocol", "STET", "--hours", "-2"], "--hours must be a finite number > 0"),
+        (["stc", "--protocol", "STET", "--hours", "0"], "--hours must be > 0 and at most 596"),
+        (["stc", "--protocol", "STET", "--hours", "-2"], "--hours must be > 0 and at most 596"),
         (["stc", "--protocol", "STET", "--trials", "0"], "--trials must be >= 1"),
         (["stc", "--protocol", "STET", "--hardware", "loihi"], "unknown --hardware 'loihi'"),
         (["stc"], "required: --protocol"),
