@@ -7,9 +7,12 @@
 Each command creates `.venv/` on first use and installs the package (editable) with its
 test dependencies into it; later runs reuse it. Extra arguments are passed through (the
 tests run on one worker per core, `-n auto`; `python3 dev.py test -n 0` runs them serially).
+`fit` continues an interrupted main job (`--resume`: results/fit holds a checkpoint but no
+fit.json) and otherwise replaces the previous one (`--force`), unless you give either.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -46,8 +49,20 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in commands:
         print(f"usage: python3 dev.py {{{'|'.join(commands)}}} [extra arguments]", file=sys.stderr)
         return 2
+    extra = argv[1:]
+    if argv[0] == "fit" and not {"--resume", "--force"} & set(extra):
+        out = ROOT / "results" / "fit"
+        interrupted = (out / "checkpoint.npz").exists() and not (out / "fit.json").exists()
+        extra = ["--resume" if interrupted else "--force", *extra]
     ensure_venv()
-    return subprocess.run(commands[argv[0]] + argv[1:], cwd=ROOT).returncode
+    # Ctrl-C in a terminal reaches the command too (one process group); it saves what it has
+    # and reports in one line, so this process ignores the signal and waits for its status.
+    restore = (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if os.name == "posix" else None
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return subprocess.Popen(commands[argv[0]] + extra, cwd=ROOT, preexec_fn=restore).wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

@@ -71,8 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _output_folder(text: str) -> Path:
     """The output folder, created if needed and checked writable (UsageError otherwise)."""
-    if not text:
-        raise UsageError("ca-plast fit: --out is empty; give a folder")
     out = Path(text)
     if out.exists() and not out.is_dir():
         raise UsageError(f"ca-plast fit: --out {text!r} exists and is not a folder")

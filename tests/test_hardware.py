@@ -378,6 +378,7 @@ def _subset(dataset, keep):
                                            ("labels", "data", "sem", "protocols", "x", "series", "panel")})
 
 
+@pytest.mark.slow  # 70 s; the refinement's mechanics run by default in test_refinement_resumes_exactly
 def test_quantisation_aware_fit_beats_the_float_fit_under_emulation(tmp_path):
     """Issue 6 acceptance on a cheap slice of Sjostrom 2001: the two 0.1 Hz points, thresholds free.
 
