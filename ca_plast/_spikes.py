@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._custom_types import Array, Bool, Float, Int
+from ._limits import MAX_TICKS
 from ._protocols import Protocol
 
 PRE, POST, END = 0, 1, 2
@@ -69,7 +70,7 @@ def to_spikes(protocols: Protocol | Sequence[Protocol], unit: float = 0.1) -> Sp
     batch = [protocols] if single else list(protocols)
     if not batch or not all(isinstance(p, Protocol) for p in batch):
         raise ValueError("to_spikes: expected a Protocol or a non-empty sequence of Protocols")
-    if max(np.ceil(p.duration / unit) for p in batch) >= np.iinfo(np.int32).max:
+    if max(np.ceil(p.duration / unit) for p in batch) >= MAX_TICKS:
         raise ValueError(f"to_spikes: a protocol of {max(p.duration for p in batch):g} ms has more than 2**31 - 1 "
                          f"ticks of {unit:g} ms; use a longer tick (`unit`; `step` of stdp_ratios) or shorter protocols")
     n_pre = max(1, max(p.pre.size for p in batch))

@@ -44,20 +44,21 @@ def _synapses(owner: str, n_synapses) -> int:
     return int(n_synapses)
 
 
-def _initial_population(owner: str, n_synapses: int, dtype) -> Array:
-    n_synapses = _synapses(owner, n_synapses)
+def _initial_population(n_synapses: int, dtype) -> Array:
     return jnp.concatenate([jnp.zeros(n_synapses, dtype), jnp.ones(n_synapses, dtype)])
 
 
 def scan_ratio(rule: GraupnerBrunel2012, spikes: Spikes, n_synapses: int, *, key: Key) -> tuple[Array, Array]:
     """Change ratio (and standard error) of one protocol from `n_synapses` DOWN and `n_synapses` UP synapses."""
-    rho = solve_scan(rule, spikes, _initial_population("scan_ratio", n_synapses, spikes.pre_offset.dtype), key=key).rho
+    n_synapses = _synapses("scan_ratio", n_synapses)
+    rho = solve_scan(rule, spikes, _initial_population(n_synapses, spikes.pre_offset.dtype), key=key).rho
     return population_ratio(rule, rho[:n_synapses], rho[n_synapses:])
 
 
 def events_ratio(rule: GraupnerBrunel2012, spikes: Spikes, n_synapses: int, *, key: Key) -> tuple[Array, Array]:
     """As `scan_ratio`, with the event-driven solver (`solve_events`)."""
-    rho = solve_events(rule, spikes, _initial_population("events_ratio", n_synapses, spikes.pre_offset.dtype), key=key).rho
+    n_synapses = _synapses("events_ratio", n_synapses)
+    rho = solve_events(rule, spikes, _initial_population(n_synapses, spikes.pre_offset.dtype), key=key).rho
     return population_ratio(rule, rho[:n_synapses], rho[n_synapses:])
 
 

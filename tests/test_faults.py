@@ -399,6 +399,12 @@ def test_stc_rules_and_neurons_are_checked_at_run_time():
         cp.solve_stc(cp.luboeinski_tetzlaff2021(), cp.to_spikes(protocol, unit=1.0), key=jax.random.key(0), neuron=neuron)
 
 
+def test_whole_float_synapse_counts_are_accepted():
+    rule, spikes = cp.gb2012_preset("DP"), cp.to_spikes(cp.pairs(10.0, 3, 1.0))
+    ratio, sem = cp.events_ratio(rule, spikes, 50.0, key=jax.random.key(0))
+    assert np.isfinite(ratio) and np.isfinite(sem)
+
+
 @pytest.mark.parametrize("n", [0, -3, 2.5, True])
 def test_synapse_counts_are_checked(n):
     rule, spikes = cp.gb2012_preset("DP"), cp.to_spikes(cp.pairs(10.0, 3, 1.0))
