@@ -1,7 +1,6 @@
 """What every `ca-plast` command checks the same way: usage errors, seeds, output paths, sizes."""
 
 import argparse
-import sys
 
 from ._limits import MAX_SEED, check_memory
 from ._output import Target, output_target, plot_formats, write_output
@@ -44,22 +43,15 @@ def memory(n_bytes: float, what: str, change: str) -> None:
         raise UsageError(str(error)) from None
 
 
-def write_outputs(interrupts: Interrupts, command: str, outputs: list[tuple[Target | None, bytes | None]]) -> None:
-    """Write each `(target, content)`: a None target sends the content (text) to standard
-    output, a None content is skipped. Ctrl-C meanwhile ends the process with one line naming
-    what was written (the file being written keeps its old content)."""
+def write_outputs(interrupts: Interrupts, command: str, outputs: list[tuple[Target, bytes | None]]) -> None:
+    """Write each `(target, content)` (a None content is skipped). Ctrl-C meanwhile ends the
+    process with one line naming what was written (the file being written keeps its old content)."""
     written = []
     try:
         with interrupts.raising():
             for target, content in outputs:
-                if content is None:
-                    continue
-                if target is None:
-                    sys.stdout.write(content.decode())
-                    sys.stdout.flush()
-                    written.append("standard output")
-                else:
+                if content is not None:
                     write_output(target, content)
-                    written.append(target.given)
+                    written.append("standard output" if target.kind == "stdout" else target.given)
     except KeyboardInterrupt:
         interrupts.stop(f"{command}: interrupted; " + (f"wrote {', '.join(written)} only" if written else "nothing written"))

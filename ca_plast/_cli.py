@@ -83,7 +83,7 @@ def _run_stdp(args, interrupts: Interrupts) -> int:
     memory(simulation_bytes(method, dts.size, 2 * args.pairs, args.trials if simulated else 0),
            f"{dts.size} protocols of {args.pairs} pairs" + (f" with {args.trials} trials" if simulated else ""),
            "lower " + ("--trials, " if simulated else "") + "--pairs or the number of --dt-range points")
-    csv = output(args.csv, "--csv")
+    csv = output("-" if args.csv is None else args.csv, "--csv")
     plot = output(args.plot, "--plot", plot=True)
 
     import jax

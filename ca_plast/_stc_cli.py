@@ -60,7 +60,7 @@ def _check(args) -> str:
 
 def run(args, interrupts: Interrupts) -> int:
     protocol = _check(args)
-    csv = output(args.csv, "--csv")
+    csv = output("-" if args.csv is None else args.csv, "--csv")
     plot = output(args.plot, "--plot", plot=True)
     import jax
 
