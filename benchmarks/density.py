@@ -70,7 +70,7 @@ def speed(dtype: str, repeats: int) -> dict:
     import numpy as np
 
     import ca_plast
-    import fitting
+    from ca_plast import fitting
 
     grid = ca_plast.DensityGrid()
     dataset = fitting.load_dataset("sjostrom2001")
@@ -146,7 +146,7 @@ def convergence() -> dict:
     import numpy as np
 
     import ca_plast
-    import fitting
+    from ca_plast import fitting
 
     sjostrom = fitting.load_dataset("sjostrom2001").protocols
     protocols = list(sjostrom) + [ca_plast.pairs(dt, 60, 1.0) for dt in CONVERGENCE_DTS]
@@ -227,7 +227,7 @@ def closed_form_limit() -> dict:
     import numpy as np
 
     import ca_plast
-    import fitting
+    from ca_plast import fitting
 
     spikes = ca_plast.to_spikes([ca_plast.pairs(dt, 60, 1.0) for dt in LIMIT_DTS], unit=1.0)
     linear = jax.jit(jax.vmap(without_cubic, in_axes=(None, 0)))

@@ -53,7 +53,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ca_plast  # noqa: E402
-import fitting  # noqa: E402
+from ca_plast import fitting  # noqa: E402
 
 SE_FACTOR, SLACK = 3.0, 0.002
 

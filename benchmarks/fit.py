@@ -32,7 +32,7 @@ import equinox as eqx  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ca_plast  # noqa: E402
-import fitting  # noqa: E402
+from ca_plast import fitting  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fit.json")
 TEN = ["theta_p", "gamma_p", "gamma_d", "C_pre", "C_post", "tau_ca", "D", "tau", "sigma", "b"]

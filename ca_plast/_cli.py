@@ -3,7 +3,7 @@
 User mistakes print one line to stderr and exit 2; failures exit 1; Ctrl-C exits 130 with one
 line saying what was written (`_signals`); no tracebacks for any of them. Every argument,
 output path and size is checked before any computation. Subcommands `fit` and `stc` live with
-their subsystems (`fitting._cli`, `ca_plast._stc_cli`), each providing
+their subsystems (`ca_plast.fitting._cli`, `ca_plast._stc_cli`), each providing
 `add_arguments(parser)` and `run(args, interrupts) -> int`.
 """
 
@@ -113,7 +113,7 @@ def _run_stdp(args, interrupts: Interrupts) -> int:
     return 0
 
 
-_DELEGATED = {"fit": "fitting._cli", "stc": "ca_plast._stc_cli"}
+_DELEGATED = {"fit": "ca_plast.fitting._cli", "stc": "ca_plast._stc_cli"}
 
 
 def _join_ranges(argv: list[str]) -> list[str]:

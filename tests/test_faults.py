@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 import ca_plast as cp
-import fitting
+from ca_plast import fitting
 from ca_plast._cli import main
 from ca_plast._output import output_target, write_file
-from fitting import _fit
+from ca_plast.fitting import _fit
 
 CA_PLAST = Path(sys.executable).with_name("ca-plast")
 SMALL = ["stdp", "--preset", "DP", "--dt-range", "0:10:10"]  # two closed-form points: quick

@@ -20,9 +20,9 @@ import pytest
 from conftest import central_difference, tree_allclose
 
 import ca_plast
-import fitting
+from ca_plast import fitting
 from ca_plast._cli import main
-from fitting import _fit
+from ca_plast.fitting import _fit
 
 DATA = Path(fitting.__file__).parent / "data"
 TEN = ["theta_p", "gamma_p", "gamma_d", "C_pre", "C_post", "tau_ca", "D", "tau", "sigma", "b"]

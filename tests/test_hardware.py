@@ -388,7 +388,7 @@ def test_quantisation_aware_fit_beats_the_float_fit_under_emulation(tmp_path):
     fit, on random numbers that neither the fit nor its own validation saw (the whole data
     set, all ten free parameters: benchmarks/quantisation_aware_fit.py).
     """
-    from fitting import FreeParameters, Refinement, chi2, fit, hardware_predictions, load_dataset
+    from ca_plast.fitting import FreeParameters, Refinement, chi2, fit, hardware_predictions, load_dataset
 
     data = _subset(load_dataset("sjostrom2001"), [0, 1])
     config = cp.BSS2()
@@ -417,7 +417,7 @@ def test_quantisation_aware_fit_beats_the_float_fit_under_emulation(tmp_path):
 
 def test_refinement_resumes_exactly(tmp_path, monkeypatch):
     """An interrupted refinement keeps its steps and continues to the same rule as an uninterrupted one."""
-    from fitting import FreeParameters, Refinement, _fit, load_dataset, refine_on_hardware
+    from ca_plast.fitting import FreeParameters, Refinement, _fit, load_dataset, refine_on_hardware
 
     data = _subset(load_dataset("sjostrom2001"), [8, 9])  # 50 Hz: 1.5 s protocols, cheap
     dp = cp.gb2012_preset("DP")
@@ -499,7 +499,7 @@ def test_cli_stdp_hardware(tmp_path, capsys):
 
 
 def test_bad_refinement_settings():
-    from fitting import Refinement, fit, load_dataset
+    from ca_plast.fitting import Refinement, fit, load_dataset
 
     with pytest.raises(ValueError, match="refinement steps must be a whole number >= 1, got 0"):
         Refinement(steps=0)
