@@ -1,6 +1,9 @@
-"""What every `ca-plast` command checks the same way: usage errors, seeds, output paths, sizes."""
+"""What every `ca-plast` command shares: help layout, cache options, usage errors, seeds, output paths, sizes."""
 
 import argparse
+from pathlib import Path
+
+from ._cache import ENVIRONMENT, default_folder, enable_compilation_cache, user_cache_folder
 
 from ._limits import MAX_SEED, check_memory
 from ._output import Target, output_target, plot_formats, write_output
@@ -9,6 +12,40 @@ from ._signals import Interrupts
 
 class UsageError(Exception):
     """A bad argument: reported on stderr with exit status 2."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written; every option's default in its help (unless the help says it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def cache_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the persistent compilation cache, shared by every sub-command."""
+    group = parser.add_argument_group("compilation cache")
+    group.add_argument("--cache-dir", default=None, metavar="DIR",
+                       help=f"keep compiled programs here, so that later runs start faster (default: ${ENVIRONMENT} "
+                            f"if set, else {_home_relative(user_cache_folder())})")
+    group.add_argument("--no-cache", action="store_true", help="compile everything anew; read and write no cache")
+
+
+def _home_relative(path: Path) -> str:
+    home = Path.home()
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
+
+
+def use_cache(args: argparse.Namespace) -> None:
+    """Turn on the compilation cache as `cache_arguments` asked. A folder the user named must be
+    usable (UsageError otherwise); the default one is skipped silently when it is not."""
+    if args.no_cache:
+        return
+    folder = default_folder() if args.cache_dir is None else Path(args.cache_dir).expanduser()
+    if not enable_compilation_cache(folder) and args.cache_dir is not None:
+        raise UsageError(f"--cache-dir {args.cache_dir!r}: cannot create or write that folder")
 
 
 def seed(text: str) -> int:

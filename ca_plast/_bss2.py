@@ -1,6 +1,6 @@
 """BrainScaleS-2 emulation: analog calcium, plasticity solved periodically in fixed point.
 
-On BSS-2 (DESIGN.md section 3; the multi-timescale plasticity paper, arXiv:2412.02515) the
+On BSS-2 (the multi-timescale plasticity paper, arXiv:2412.02515) the
 calcium trace is an analog circuit that runs continuously, 1000x faster than biology, while
 the plasticity ODE is solved by the plasticity processing unit (PPU) under a timer: every
 update period it reads the analog state through the column ADC (CADC), computes the update
@@ -46,6 +46,7 @@ from ._calcium import AbstractCalcium
 from ._custom_types import Array, Key
 from ._early_phase import Affine, GraupnerBrunel2012, safe_sqrt
 from ._fixed_point import FixedPoint
+from ._progress import in_chunks
 from ._protocols import Protocol
 from ._rounding import (
     RANDOM_ROUNDINGS,
@@ -445,13 +446,15 @@ def hardware_populations(
     n_synapses: int = 1000,
     key: Key,
     step: float = 0.1,
+    progress: bool = False,
 ) -> np.ndarray:
     """Final rho of `n_synapses` synapses started DOWN, then as many UP, per configuration and protocol.
 
     Shape `(len(configs), len(protocols), 2 * n_synapses)`. Protocol i uses
     `fold_in(key, i)`; configurations share the analog substrate and the random numbers.
     Every update period must be a multiple of the solver `step` (ms); since calcium is
-    exact whatever the step, it is stepped once per update period.
+    exact whatever the step, it is stepped once per update period. `progress`: run in slices
+    of the protocols with a progress bar (`stdp_ratios`).
     """
     configs = _as_configs(hardware)
     for config in configs:
@@ -460,7 +463,9 @@ def hardware_populations(
         raise ValueError(f"n_synapses must be a whole number >= 1, got {n_synapses!r}")
     spikes = to_spikes(list(protocols), unit=configs[0].period)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(protocols)))
-    return np.asarray(_batched_populations(rule, configs, spikes, keys, int(n_synapses))).transpose(1, 0, 2)
+    rho = in_chunks(lambda part: _batched_populations(rule, configs, *part, int(n_synapses)), (spikes, keys),
+                    label=f"stdp (scan, emulated BSS-2, {len(protocols)} protocols)", progress=progress)
+    return np.asarray(rho).transpose(1, 0, 2)
 
 
 def hardware_ratios(
@@ -471,14 +476,17 @@ def hardware_ratios(
     n_synapses: int = 1000,
     key: Key,
     step: float = 0.1,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """GB2012 change ratio and its standard error of each protocol under each configuration.
 
     Readout of `hardware_populations` by `grid_population_ratio`. Arrays of shape
-    `(len(configs), len(protocols))`, or `(len(protocols),)` for a single `BSS2`.
+    `(len(configs), len(protocols))`, or `(len(protocols),)` for a single `BSS2`. `progress`:
+    as in `hardware_populations`.
     """
     configs = _as_configs(hardware)
-    rho = jnp.asarray(hardware_populations(rule, protocols, configs, n_synapses=n_synapses, key=key, step=step))
+    rho = jnp.asarray(hardware_populations(rule, protocols, configs, n_synapses=n_synapses, key=key, step=step,
+                                           progress=progress))
     n = int(n_synapses)
     stats = [jax.vmap(lambda r: grid_population_ratio(rule, r[:n], r[n:], c))(rho_c) for c, rho_c in zip(configs, rho)]
     ratio, sem = np.stack([np.asarray(r) for r, _ in stats]), np.stack([np.asarray(e) for _, e in stats])

@@ -13,9 +13,20 @@ import sys
 
 import numpy as np
 
-from ._arguments import SEED_HELP, UsageError, memory, output, seed, write_outputs
+from ._arguments import (
+    SEED_HELP,
+    HelpFormatter,
+    UsageError,
+    cache_arguments,
+    memory,
+    output,
+    seed,
+    use_cache,
+    write_outputs,
+)
 from ._limits import MAX_TICKS, simulation_bytes
 from ._signals import Interrupted, Interrupts
+from ._validation import set_run_time_checks
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,19 +49,41 @@ def parse_range(text: str) -> np.ndarray:
     return start + step * np.arange(int(points))
 
 
+STDP_DESCRIPTION = """\
+STDP curve of a GB2012 parameter set: the change ratio (synaptic strength after / before,
+GB2012's readout) of spike pairs at each dt = t_post - t_pre, with its standard error for
+simulations. Writes dt_ms,ratio,sem as CSV (standard output unless --csv)."""
+
+STDP_EXAMPLES = """\
+examples:
+  ca-plast stdp --preset DP                                   # closed form, dt -100..100 ms
+  ca-plast stdp --preset DP --method density --plot dp.png    # the model's exact expectation
+  ca-plast stdp --preset cortical_slices --method events --trials 2000 --pairs 60 --freq 5
+  ca-plast stdp --preset DP --hardware bss2 --dt-range -50:50:5 --csv bss2.csv"""
+
+
 def _stdp_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", required=True, help="GB2012 parameter set (e.g. DP, cortical_slices)")
-    parser.add_argument("--dt-range", default="-100:100:10", help="START:STOP:STEP of t_post - t_pre in ms")
-    parser.add_argument("--pairs", type=int, default=60, help="number of pairs (default 60)")
-    parser.add_argument("--freq", type=float, default=1.0, help="pairing frequency in Hz (default 1)")
-    parser.add_argument("--method", help="closed-form (GB2012's approximation), scan, events (simulations) or density "
-                                         "(the model's exact expectation) (default: closed-form; scan with --hardware bss2)")
-    parser.add_argument("--trials", type=int, default=1000, help="synapses per state (DOWN and UP) for simulations")
+    from ._presets import GB2012_PRESETS
+    from ._stdp import METHODS
+
+    parser.add_argument("--preset", required=True, metavar="NAME",
+                        help=f"GB2012 parameter set: {', '.join(GB2012_PRESETS)}")
+    parser.add_argument("--dt-range", default="-100:100:10", metavar="START:STOP:STEP",
+                        help="values of t_post - t_pre in ms, STOP included")
+    parser.add_argument("--pairs", type=int, default=60, help="number of pairs")
+    parser.add_argument("--freq", type=float, default=1.0, help="pairing frequency in Hz")
+    parser.add_argument("--method", metavar="|".join(METHODS),
+                        help="closed-form (GB2012's approximation), scan (time-stepped simulation), events "
+                             "(event-driven simulation) or density (the model's exact expectation over its noise) "
+                             "(default: closed-form; scan with --hardware bss2)")
+    parser.add_argument("--trials", type=int, default=1000, help="simulated synapses per initial state (DOWN and UP)")
     parser.add_argument("--seed", type=seed, default=0, help=SEED_HELP)
-    parser.add_argument("--step-ms", type=float, default=0.1, help="solver step in ms (scan)")
-    parser.add_argument("--hardware", default="none", help="none or bss2")
-    parser.add_argument("--csv", help="write dt_ms,ratio,sem to this file (default: standard output)")
-    parser.add_argument("--plot", help="write the STDP curve to this image file (.png, .pdf, .svg, ...)")
+    parser.add_argument("--step-ms", type=float, default=0.1,
+                        help="time step in ms of the scan method (the tick of spike times for the others)")
+    parser.add_argument("--hardware", default="none", metavar="none|bss2",
+                        help="bss2: emulate the BrainScaleS-2 plasticity processor (with --method scan)")
+    parser.add_argument("--csv", metavar="PATH", help="write dt_ms,ratio,sem to this file (default: standard output)")
+    parser.add_argument("--plot", metavar="PATH", help="write the STDP curve to this image file (.png, .pdf, .svg, ...)")
 
 
 def _run_stdp(args, interrupts: Interrupts) -> int:
@@ -98,7 +131,7 @@ def _run_stdp(args, interrupts: Interrupts) -> int:
     protocols = [pairs(float(dt), args.pairs, args.freq) for dt in dts]
     ratio, sem = stdp_ratios(
         rule, protocols, method=method, n_synapses=args.trials, key=jax.random.key(args.seed), step=args.step_ms,
-        hardware=hardware,
+        hardware=hardware, progress=True,
     )
     if hardware is not None:
         chip_s = hardware.hardware_time(sum(p.duration for p in protocols)) / 1000
@@ -128,17 +161,30 @@ def _join_ranges(argv: list[str]) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ca-plast", description="Calcium-based synaptic plasticity in JAX")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _stdp_arguments(commands.add_parser("stdp", help="STDP curve of a GB2012 preset"))
+    from . import __version__
+
+    parser = _Parser(prog="ca-plast", formatter_class=HelpFormatter,
+                     description="Calcium-based synaptic plasticity in JAX: STDP curves, fits to data, "
+                                 "synaptic tagging and capture.",
+                     epilog="`ca-plast COMMAND --help` describes each command, with examples.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    stdp = commands.add_parser("stdp", help="STDP curve of a GB2012 parameter set", description=STDP_DESCRIPTION,
+                               epilog=STDP_EXAMPLES, formatter_class=HelpFormatter)
+    _stdp_arguments(stdp)
+    cache_arguments(stdp)
     for name, module in _DELEGATED.items():
-        sub = commands.add_parser(name, help=f"see `ca-plast {name} --help`")
         try:
-            importlib.import_module(module).add_arguments(sub)
+            imported = importlib.import_module(module)
         except ModuleNotFoundError as error:
             if error.name != module:
                 raise
-            sub.set_defaults(unavailable=True)
+            commands.add_parser(name, help="not available in this installation").set_defaults(unavailable=True)
+            continue
+        sub = commands.add_parser(name, help=imported.SUMMARY, description=imported.DESCRIPTION,
+                                  epilog=imported.EXAMPLES, formatter_class=HelpFormatter)
+        imported.add_arguments(sub)
+        cache_arguments(sub)
     return parser
 
 
@@ -160,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
             command = args.command
             interrupts.message = f"ca-plast {command}: interrupted; nothing written"
+            use_cache(args)
+            if argv is None:
+                # The console script checks every value before anything is traced, so its programs
+                # need no run-time checks, whose host callbacks would keep them out of the cache.
+                set_run_time_checks(False)
             if args.command == "stdp":
                 return _run_stdp(args, interrupts)
             return importlib.import_module(_DELEGATED[args.command]).run(args, interrupts)

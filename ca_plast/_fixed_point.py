@@ -3,7 +3,7 @@
 A `FixedPoint` format stores integers (codes) `n` and represents `n * 2^-frac_bits`. The
 BSS-2 PPU vector unit works in 8-bit and 16-bit signed fractional saturating formats
 (`FixedPoint(8, 7)`: step 1/128, range [-1, 127/128]); synaptic weights are 6-bit unsigned
-integers (`FixedPoint(6, 0, signed=False)`: 0..63). DESIGN.md section 3.
+integers (`FixedPoint(6, 0, signed=False)`: 0..63), as on BrainScaleS-2.
 """
 
 import equinox as eqx

@@ -36,6 +36,7 @@ from ._bss2 import BSS2
 from ._custom_types import Array, Bool, Float, Int, Key
 from ._lif import LeakyIntegrateAndFire
 from ._limits import check_memory, stc_bytes
+from ._progress import in_chunks
 from ._protocols import Protocol
 from ._spikes import Spikes, interval, shift, to_spikes
 from ._stc import LuboeinskiTetzlaff2021, STCState, STCStats
@@ -404,6 +405,7 @@ def simulate_stc(
     unit: float = 1.0,
     max_post_spikes: int = 64,
     hardware: BSS2 | None = None,
+    progress: bool = False,
 ) -> STCSolution:
     """Simulate a batch of trials (one protocol each) with `solve_stc`, jit-compiled and vmapped.
 
@@ -416,6 +418,8 @@ def simulate_stc(
     `max_post_spikes` times in a trial, the batch is rerun with twice the room. The result
     has a leading trial axis. `hardware`: None, or a `BSS2` configuration to solve the
     plasticity on the emulated chip (`solve_stc_hardware`; its `period` a multiple of `unit`).
+    `progress`: run the trials in about ten slices with a progress bar on stderr once they
+    take more than 2 s (same results: trial i keeps its key).
     """
     protocols = list(protocols)
     synapses = bool(protocols) and not isinstance(protocols[0], Protocol)
@@ -441,7 +445,9 @@ def simulate_stc(
     keys = None if key is None else jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(protocols)))
     room = int(max_post_spikes)
     while True:
-        solution = _batched(rule, neuron, spikes, keys, float(record_every), room, synapses, hardware)
+        solution = in_chunks(
+            lambda part: _batched(rule, neuron, *part, float(record_every), room, synapses, hardware), (spikes, keys),
+            label=f"stc ({len(protocols)} trials)", progress=progress)
         if neuron is None or not np.any(np.asarray(solution.n_late)):
             return solution
         if room > 100 * spikes.pre_tick.shape[-1] + 1024:

@@ -49,7 +49,7 @@ def _check_name(name: str) -> str:
 
 
 def gb2012_preset(name: str) -> GraupnerBrunel2012:
-    """The GB2012 rule with a published parameter set (names as in DESIGN.md section 8).
+    """The GB2012 rule with a published parameter set (the names of GB2012 Table S1 and its figures; `GB2012_PRESETS` lists them).
 
     Calcium is `LinearCalcium`; times are converted from s to ms.
     """

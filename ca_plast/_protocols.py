@@ -2,7 +2,7 @@
 
 A `Protocol` holds the spike times of one presynaptic and one postsynaptic neuron and the
 duration over which plasticity is integrated. Builders follow the experiments' own
-descriptions (DESIGN.md section 4); `dt = t_post - t_pre` throughout, so positive dt means
+descriptions; `dt = t_post - t_pre` throughout, so positive dt means
 pre before post. Solvers turn protocols into padded device arrays (`ca_plast.to_spikes`).
 """
 

@@ -7,7 +7,7 @@ bits) to an integer-valued float:
 - `floor`: truncation towards minus infinity (what dropping low bits does);
 - `stochastic`: `floor(v) + [u < frac(v)]` with `u ~ U[0, 1)`, so `P(up) = frac(v)` and
   `E[round(v)] = v` exactly; the variance is `frac (1 - frac) <= 1/4` (in squared steps);
-- `hardware`: the BSS-2 recipe (DESIGN.md section 3): add `k` random low bits taken from an
+- `hardware`: the BSS-2 recipe: add `k` random low bits taken from an
   8-bit random source, then truncate. `P(up) = floor(2^k frac) / 2^k`, so it is unbiased only
   down to `2^-k` of a step: increments below `2^-k` steps still vanish.
 

@@ -1,6 +1,6 @@
 """Device-side spike arrays: padded, masked, and in (tick, offset) form.
 
-Absolute times are never held as one float on the device (DESIGN.md 2.4: float32 resolves
+Absolute times are never held as one float on the device (float32 resolves
 only ~2 ms at 8 h). Each time is an integer tick count plus a float offset inside the tick,
 `t = tick * unit + offset` with `0 <= offset < unit`; intervals are formed from integer tick
 differences, so they stay exact however long the protocol. Protocols of different lengths

@@ -1,4 +1,4 @@
-"""`ca-plast stc`: the four late-phase protocols on one synapse (contract: DESIGN.md section 8).
+"""`ca-plast stc`: the four late-phase protocols on one synapse.
 
     ca-plast stc --protocol STET|WTET|SLFS|WLFS [--hours H] [--trials N] [--poisson] [--seed S]
                  [--hardware none|bss2] [--csv PATH] [--plot PATH]
@@ -26,15 +26,35 @@ SETTLE_MS = 600_000.0
 RECORD_EVERY_MS = 30_000.0
 
 
+SUMMARY = "late-phase plasticity (synaptic tagging and capture) of one synapse"
+
+DESCRIPTION = """\
+Synaptic tagging and capture (Luboeinski & Tetzlaff 2021) on one synapse onto a leaky
+integrate-and-fire neuron: strong or weak tetanus or low-frequency stimulation (STET, WTET,
+SLFS, WLFS), followed for hours. Writes t_h,h_pct,z_pct,w_pct,p (means over trials every
+30 s; t_h in hours after the stimulus onset, negative during the 10 min settling period)
+as CSV (standard output unless --csv), and the outcome of the trials to stderr."""
+
+EXAMPLES = """\
+examples:
+  ca-plast stc --protocol STET                         # early-phase LTP consolidated into late-phase LTP
+  ca-plast stc --protocol WTET --hours 4 --plot wtet.png
+  ca-plast stc --protocol SLFS --poisson --trials 200 --seed 3 --csv slfs.csv
+  ca-plast stc --protocol STET --hardware bss2 --trials 20"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--protocol", required=True, help="STET, WTET, SLFS or WLFS")
-    parser.add_argument("--hours", type=float, default=8.0, help="hours simulated after the stimulus onset (default 8)")
-    parser.add_argument("--trials", type=int, default=100, help="number of trials (default 100)")
+    parser.add_argument("--protocol", required=True, metavar="|".join(STC_PROTOCOLS),
+                        help="strong/weak tetanus (STET, WTET) or strong/weak low-frequency stimulation (SLFS, WLFS)")
+    parser.add_argument("--hours", type=float, default=8.0, help="hours simulated after the stimulus onset")
+    parser.add_argument("--trials", type=int, default=100, help="number of trials")
     parser.add_argument("--poisson", action="store_true", help="Poisson instead of regular pulses")
     parser.add_argument("--seed", type=seed, default=0, help=SEED_HELP + "; drives the plasticity noise and the Poisson pulses")
-    parser.add_argument("--hardware", default="none", help="none or bss2")
-    parser.add_argument("--csv", help="write t_h,h_pct,z_pct,w_pct,p to this file (default: standard output)")
-    parser.add_argument("--plot", help="write h, z, w and p against time to this image file (.png, .pdf, .svg, ...)")
+    parser.add_argument("--hardware", default="none", metavar="none|bss2",
+                        help="bss2: solve the plasticity on the emulated BrainScaleS-2 chip")
+    parser.add_argument("--csv", metavar="PATH", help="write t_h,h_pct,z_pct,w_pct,p to this file (default: standard output)")
+    parser.add_argument("--plot", metavar="PATH",
+                        help="write h, z, w and p against time to this image file (.png, .pdf, .svg, ...)")
 
 
 MAX_HOURS = (MAX_TICKS * 1.0 - SETTLE_MS) / MS_PER_HOUR  # ticks of 1 ms (simulate_stc's default unit)
@@ -77,7 +97,7 @@ def run(args, interrupts: Interrupts) -> int:
                               settle=SETTLE_MS)
     hardware = BSS2_STC if args.hardware == "bss2" else None
     solution = simulate_stc(rule, protocols, key=jax.random.key(args.seed), neuron=LeakyIntegrateAndFire(),
-                            record_every=RECORD_EVERY_MS, hardware=hardware)
+                            record_every=RECORD_EVERY_MS, hardware=hardware, progress=True)
     # Record k is at k * RECORD_EVERY_MS (exact in float64 here, whatever the device precision).
     t_h = (RECORD_EVERY_MS * np.arange(solution.h.shape[-1]) - SETTLE_MS) / MS_PER_HOUR
     traces = stc_percentages(rule.h0, solution.h, solution.p, solution.z)

@@ -13,6 +13,7 @@ from ._density import DensityGrid, density_ratios
 from ._early_phase import GraupnerBrunel2012
 from ._events import solve_events
 from ._limits import check_memory, simulation_bytes
+from ._progress import in_chunks
 from ._protocols import Protocol
 from ._scan import solve_scan
 from ._spikes import Spikes, to_spikes
@@ -89,6 +90,7 @@ def stdp_ratios(
     step: float = 0.1,
     hardware=None,
     grid: DensityGrid | None = None,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Change ratio (after / before) and its standard error for each protocol.
 
@@ -102,6 +104,8 @@ def stdp_ratios(
     `hardware`: None, or a `BSS2` configuration to run the simulation on emulated
     BrainScaleS-2 hardware (`hardware_ratios`; method "scan", update period a multiple of
     `step`).
+    `progress`: simulations run in about ten slices of the protocols, with a progress bar on
+    stderr once they take more than 2 s (same results: protocol i keeps its key).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
@@ -127,10 +131,10 @@ def stdp_ratios(
     if hardware is not None:
         from ._bss2 import hardware_ratios  # _bss2 imports this module
 
-        return hardware_ratios(rule, protocols, hardware, n_synapses=int(n_synapses), key=key, step=step)
+        return hardware_ratios(rule, protocols, hardware, n_synapses=int(n_synapses), key=key, step=step,
+                               progress=progress)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(protocols)))
-    if method == "scan":
-        ratio, sem = _batched_scan(rule, spikes, keys, int(n_synapses))
-        return np.asarray(ratio), np.asarray(sem)
-    ratio, sem = _batched_events(rule, spikes, keys, int(n_synapses))
+    batched = _batched_scan if method == "scan" else _batched_events
+    ratio, sem = in_chunks(lambda part: batched(rule, *part, int(n_synapses)), (spikes, keys),
+                           label=f"stdp ({method}, {len(protocols)} protocols)", progress=progress)
     return np.asarray(ratio), np.asarray(sem)

@@ -105,6 +105,28 @@ def _constrained(module) -> list[eqx.Module]:
     return out
 
 
+_RUN_TIME_CHECKS = [True]
+
+
+def set_run_time_checks(enabled: bool) -> bool:
+    """Turn the run-time checks of traced values (see `checked`) on or off; returns the previous setting.
+
+    Concrete values are always checked. A program traced with the checks on carries a host
+    callback, which JAX's persistent compilation cache does not store; the command line,
+    which checks every value it passes before anything is traced, turns them off so that
+    its programs are cached on disk. Set this before anything is traced: a program keeps
+    the setting it was traced with.
+    """
+    previous = _RUN_TIME_CHECKS[0]
+    _RUN_TIME_CHECKS[0] = bool(enabled)
+    return previous
+
+
+def run_time_checks() -> bool:
+    """Whether traced values get run-time checks (`set_run_time_checks`)."""
+    return _RUN_TIME_CHECKS[0]
+
+
 def checked(module, owner: str):
     """`module` with its `BOUNDS` (and those of the modules among its fields) checked.
 
@@ -121,6 +143,8 @@ def checked(module, owner: str):
         for part in parts:
             for name, bound in _bounds(part).items():
                 check_value(f"{owner}: {type(part).__name__}", name, getattr(part, name), bound)
+        return module
+    if not run_time_checks():
         return module
     failed, messages = [], []
     for part in parts:

@@ -1,4 +1,12 @@
-"""fitting: experimental STDP data sets, losses and the optax fit loop for ca_plast rules."""
+"""ca_plast.fitting: experimental STDP data sets, losses and the optax fit loop for ca_plast rules.
+
+The source folder is `fitting/`; it is installed as the sub-package `ca_plast.fitting`
+(`from ca_plast import fitting`), never as a top-level `fitting`, a name another PyPI
+distribution installs.
+"""
+
+if __name__ != "ca_plast.fitting":
+    raise ImportError(f"import this package as ca_plast.fitting (`from ca_plast import fitting`), not as {__name__!r}")
 
 from ._datasets import (
     DATASETS as DATASETS,

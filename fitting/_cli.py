@@ -1,4 +1,4 @@
-"""`ca-plast fit`: fit a GB2012 preset's parameters to a shipped data set (DESIGN.md section 8).
+"""`ca-plast fit`: fit a GB2012 preset's parameters to a shipped data set.
 
     ca-plast fit --dataset NAME --init PRESET [--free NAME,NAME,...] [--steps N] [--seed S]
                  [--method density|closed-form] [--hardware none|bss2] --out DIR [--resume | --force]
@@ -44,27 +44,56 @@ LOCK = ".ca-plast-fit.lock"
 MAX_STEPS = 1_000_000
 
 
+SUMMARY = "fit a GB2012 rule's parameters to a data set"
+
+DESCRIPTION = """\
+Fit the parameters of a GB2012 rule, started from a parameter set, to a shipped STDP data
+set by gradient descent: screened random starts and Adam in GB2012's closed form, then
+(--method density, the default) L-BFGS in the model itself, on the density solver's exact
+prediction, so that the reported mean z^2 and the plotted curves are the model's. An
+event-driven simulation of the fitted rule checks the result. Writes fit.json, fit.csv,
+fit.png and checkpoints into --out; Ctrl-C saves, --resume continues."""
+
+EXAMPLES = """\
+examples:
+  ca-plast fit --dataset sjostrom2001 --init DP --out results/sjostrom
+  ca-plast fit --dataset bipoo1998 --init hippocampal_slices --free theta_p,theta_d,sigma --out results/bipoo
+  ca-plast fit --dataset sjostrom2001 --init DP --out results/sjostrom --resume     # after Ctrl-C
+  ca-plast fit --dataset wittenberg_wang2006 --init hippocampal_slices --method closed-form --steps 300 --out results/ww"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="data set name (e.g. sjostrom2001)")
-    parser.add_argument("--init", required=True, help="GB2012 preset to start from (e.g. DP, cortical_slices)")
-    parser.add_argument("--free", default=DEFAULT_FREE,
-                        help=f"comma-separated parameters to fit, the rest stay at the preset (default {DEFAULT_FREE})")
+    from ca_plast._presets import GB2012_PRESETS
+
+    from ._datasets import DATASETS
+    from ._losses import LOSSES, METHODS
+
+    parser.add_argument("--dataset", required=True, metavar="NAME", help=f"data set: {', '.join(DATASETS)}")
+    parser.add_argument("--init", required=True, metavar="PRESET",
+                        help=f"GB2012 parameter set to start from: {', '.join(GB2012_PRESETS)}")
+    parser.add_argument("--free", default=DEFAULT_FREE, metavar="NAME,...",
+                        help="comma-separated parameters to fit; the others stay at the preset's values")
     parser.add_argument("--steps", type=int, default=None,
                         help="most Adam steps of the closed-form stage in all (default 500 with --method density, "
                              "1000 with closed-form)")
     parser.add_argument("--seed", type=seed, default=0, help=SEED_HELP + "; draws the screened random starts")
-    parser.add_argument("--method", default="density",
-                        help="density (default: finish in the model itself) or closed-form (GB2012's approximation only)")
+    parser.add_argument("--method", default="density", metavar="|".join(METHODS),
+                        help="density (finish in the model itself) or closed-form (GB2012's approximation only)")
     parser.add_argument("--density-steps", type=int, default=20,
-                        help="with --method density: most L-BFGS iterations of the density stage (default 20)")
-    parser.add_argument("--hardware", default="none", help="none or bss2")
-    parser.add_argument("--out", required=True, help="output folder for fit.json, fit.csv, fit.png and the checkpoint")
+                        help="with --method density: most L-BFGS iterations of the density stage")
+    parser.add_argument("--hardware", default="none", metavar="none|bss2",
+                        help="bss2: then refine the fit through the BrainScaleS-2 emulation (quantisation-aware)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder for fit.json, fit.csv, fit.png and the checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the fit in DIR from its checkpoints")
     parser.add_argument("--force", action="store_true",
                         help="replace the fit already in DIR (deletes its fit.* and checkpoint*.npz first)")
-    parser.add_argument("--modelling", help="how the data set's protocols are modelled (default: the data set's first)")
-    parser.add_argument("--starts", type=int, default=32, help="starts optimised in parallel (default 32)")
-    parser.add_argument("--loss", default="chi2", help="chi2 (mean z^2, default) or soft_l1 (robust)")
+    parser.add_argument("--modelling", metavar="NAME",
+                        help="how the data set's protocols are modelled, where it has several (e.g. sjostrom2001: "
+                             "regular, trains) (default: the data set's first)")
+    parser.add_argument("--starts", type=int, default=32, help="starts optimised in parallel")
+    parser.add_argument("--loss", default="chi2", metavar="|".join(LOSSES),
+                        help="chi2 (mean z^2) or soft_l1 (robust to outliers)")
     parser.add_argument("--refine-steps", type=int, default=None,
                         help="with --hardware bss2: steps of the refinement through the emulation (default 60)")
 

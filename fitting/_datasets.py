@@ -127,7 +127,7 @@ class _Table:
 
 
 def _data_file(filename: str) -> Path:
-    return Path(str(resources.files("fitting").joinpath("data", filename)))
+    return Path(str(resources.files(__package__).joinpath("data", filename)))
 
 
 # --- the data sets -------------------------------------------------------------------------

@@ -62,7 +62,6 @@ import importlib.metadata
 import io
 import json
 import platform
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,6 +77,7 @@ from ca_plast import GraupnerBrunel2012, Spikes
 from ca_plast._custom_types import Array, PyTree
 from ca_plast._limits import check_memory, check_seed, simulation_bytes
 from ca_plast._output import write_file
+from ca_plast._progress import Progress
 
 from ._datasets import Dataset
 from ._losses import LOSSES, METHODS, chi2, predict
@@ -391,28 +391,6 @@ def _track(value: float, best: float, since: int, tol: float) -> tuple[float, in
     return best, since + 1
 
 
-class _Progress:
-    """A one-line progress bar on stderr (redrawn in place on a terminal, every 10 % otherwise)."""
-
-    def __init__(self, enabled: bool, total: int, label: str, value: str = "best loss"):
-        self.enabled, self.total, self.label, self.value = enabled, total, label, value
-        self.tty = enabled and sys.stderr.isatty()
-        self.last = 0.0
-        self.shown = -1
-
-    def update(self, step: int, value: float, elapsed: float, final: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        every = max(1, self.total // 10)
-        if step == self.shown or not (final or (self.tty and now - self.last > 0.1) or (not self.tty and step % every == 0)):
-            return
-        self.last, self.shown = now, step
-        filled = int(20 * step / self.total)
-        line = f"{self.label} [{'#' * filled}{'.' * (20 - filled)}] step {step}/{self.total}  {self.value} {value:.4f}  {elapsed:.1f} s"
-        print(("\r" + line) if self.tty else line, end="\n" if final or not self.tty else "", file=sys.stderr, flush=True)
-
-
 def fit(
     dataset: Dataset,
     init: GraupnerBrunel2012 | str,
@@ -532,7 +510,7 @@ def fit(
     best, since = np.inf, 0
     for value in history:
         best, since = _track(value, best, since, tol)
-    bar = _Progress(progress, steps, f"fit {dataset.name}")
+    bar = Progress(progress, steps, f"fit {dataset.name}", "best loss")
 
     def save():
         if checkpoint is not None:
@@ -545,11 +523,11 @@ def fit(
         history.append(value)
         elapsed.append(time.monotonic() - started)
         best, since = _track(value, best, since, tol)
-        bar.update(len(history), best, time.monotonic() - started)
+        bar.update(len(history), best)
         return len(history)
 
     _run_saving(step, lambda: len(history) < steps and since < patience, save, checkpoint_every)
-    bar.update(len(history), best, time.monotonic() - started, final=True)
+    bar.update(len(history), best, final=True)
 
     winner = int(np.argmin(np.asarray(state.best_loss)))
     model = free_parameters.combine(jax.tree.map(lambda x: x[winner], state.best_u), static)
@@ -709,7 +687,7 @@ def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem
         state, history, _ = _load_checkpoint(checkpoint, state, stage_meta)
     value, grad = _value_and_grad(state.u, static, density_problem) if history else evaluated[best_k][1:]
     value, stuck = float(value), False
-    bar = _Progress(progress, steps, "fit in the model (density solver, L-BFGS)", "loss")
+    bar = Progress(progress, steps, "fit in the model (density solver, L-BFGS)", "loss")
     started = time.monotonic()
 
     def save():
@@ -728,11 +706,11 @@ def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem
             return len(history)
         state, value, grad = done
         history.append(value)
-        bar.update(len(history), value, time.monotonic() - started)
+        bar.update(len(history), value)
         return len(history)
 
     _run_saving(step, lambda: len(history) < steps and not stalled(), save, checkpoint_every)
-    bar.update(len(history), value, time.monotonic() - started, final=True)
+    bar.update(len(history), value, final=True)
     model = free.combine(state.u, static)
     prediction, used = ca_plast.density_ratios(model, problem.spikes, grid)
     record = {
@@ -835,7 +813,7 @@ def refine_on_hardware(
     if resume and checkpoint is not None and checkpoint.exists():
         state, history, _ = _load_checkpoint(checkpoint, state, meta)
     training = jax.random.fold_in(jax.random.key(seed), _TRAINING_STREAM)
-    bar = _Progress(progress, refinement.steps, f"refine through {type(hardware).__name__} emulation",
+    bar = Progress(progress, refinement.steps, f"refine through {type(hardware).__name__} emulation",
                     "mean loss of the last 10 steps")
     started = time.monotonic()
 
@@ -849,7 +827,7 @@ def refine_on_hardware(
         state, value = _refine_step(state, static, problem, optimizer, jax.random.fold_in(training, i),
                                     jnp.asarray(i >= refinement.averaged_from))
         history.append(float(value))
-        bar.update(len(history), float(np.mean(history[-10:])), time.monotonic() - started)
+        bar.update(len(history), float(np.mean(history[-10:])))
         return len(history)
 
     _run_saving(step, lambda: len(history) < refinement.steps, save, checkpoint_every)

@@ -22,6 +22,8 @@ def pytest_configure(config):
     if "CA_PLAST_TEST_CACHE" not in os.environ:
         os.environ["CA_PLAST_TEST_CACHE"] = tempfile.mkdtemp(prefix="ca_plast_jax_cache_")
         config._ca_plast_cache_owner = True
+    # The command line's own cache (ca-plast --cache-dir) goes to the same folder, never to the user's.
+    os.environ["CA_PLAST_CACHE_DIR"] = os.environ["CA_PLAST_TEST_CACHE"]
     jax.config.update("jax_compilation_cache_dir", os.environ["CA_PLAST_TEST_CACHE"])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 

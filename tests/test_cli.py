@@ -1,4 +1,4 @@
-"""`ca-plast stdp`: the DESIGN.md section 8 contract, errors without tracebacks."""
+"""`ca-plast stdp`: the command-line contract, errors without tracebacks."""
 
 import subprocess
 import sys

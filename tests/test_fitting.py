@@ -1,7 +1,7 @@
 """Tests of the fitting package: data sets, losses, transforms, the fit loop and `ca-plast fit`.
 
 References are independent of the code under test: the published mean z^2 of the GB2012
-cortical-slices set on Sjostrom 2001 (0.52, DESIGN.md section 5; 0.75 with the real train
+cortical-slices set on Sjostrom 2001 (0.52, GB2012; 0.75 with the real train
 structure), the raw numbers of the shipped files read with numpy, hand-computed losses,
 finite differences, and parameter sets that generated the data.
 """
