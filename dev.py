@@ -3,9 +3,10 @@
 
     python3 dev.py fit     # the main job: fit a GB2012 rule to Sjostrom 2001, report + plots in results/
     python3 dev.py test    # the test suite (what CI runs)
+    python3 dev.py docs    # the documentation site, built strictly (warnings are errors) into site/
 
 Each command creates `.venv/` on first use and installs the package (editable) with its
-test dependencies into it; later runs reuse it. Extra arguments are passed through (the
+test and documentation dependencies into it; later runs reuse it. Extra arguments are passed through (the
 tests run on one worker per core, `-n auto`; `python3 dev.py test -n 0` runs them serially).
 `fit` continues an interrupted main job (`--resume`: results/fit holds a checkpoint but no
 fit.json) and otherwise replaces the previous one (`--force`), unless you give either.
@@ -32,7 +33,7 @@ def ensure_venv() -> None:
         print(f"creating virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("installing ca_plast and its dependencies (first run only)", flush=True)
-    for args in (["--upgrade", "pip"], ["-e", f"{ROOT}[test]"]):
+    for args in (["--upgrade", "pip"], ["-e", f"{ROOT}[test,docs]"]):
         done = subprocess.run([BIN / "python", "-m", "pip", "install", "--quiet", *args], capture_output=True, text=True)
         if done.returncode != 0:
             sys.stderr.write(done.stdout + done.stderr)
@@ -45,6 +46,7 @@ def main(argv: list[str]) -> int:
         "fit": [str(BIN / "ca-plast"), "fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", "results/fit"],
         # One pytest worker per core (pytest-xdist): most tests are compile-bound and single-threaded.
         "test": [str(BIN / "python"), "-m", "pytest", "-q", "-n", "auto"],
+        "docs": [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(ROOT / "site")],
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python3 dev.py {{{'|'.join(commands)}}} [extra arguments]", file=sys.stderr)

@@ -57,7 +57,7 @@ from ._multiscale import (
     solve_stc as solve_stc,
     solve_stc_fine as solve_stc_fine,
 )
-from ._plotting import plot_stdp as plot_stdp, plot_traces as plot_traces
+from ._plotting import Figure as Figure, plot_stdp as plot_stdp, plot_traces as plot_traces
 from ._presets import (
     GB2012_PRESETS as GB2012_PRESETS,
     gb2012_preset as gb2012_preset,
@@ -99,6 +99,11 @@ from ._stc_hardware import (
     stc_weight_codes as stc_weight_codes,
 )
 from ._stc_plotting import plot_stc as plot_stc, stc_percentages as stc_percentages
-from ._stc_protocols import STC_PROTOCOLS as STC_PROTOCOLS, stc_protocol as stc_protocol, stc_protocols as stc_protocols
+from ._stc_protocols import (
+    MS_PER_HOUR as MS_PER_HOUR,
+    STC_PROTOCOLS as STC_PROTOCOLS,
+    stc_protocol as stc_protocol,
+    stc_protocols as stc_protocols,
+)
 
 __version__ = "0.1.0"

@@ -57,7 +57,7 @@ from ._rounding import (
     straight_through,
 )
 from ._scan import ScanSolution, advance_calcium, arrival_spikes
-from ._spikes import Spikes, to_spikes
+from ._spikes import Spikes, tick_count, to_spikes
 from ._stdp import population_ratio
 from ._validation import check_finite, checked
 
@@ -328,7 +328,7 @@ def solve_hardware(
         decay = calcium.decay
 
     n_steps = spikes.end_tick + (spikes.end_offset > 0)
-    n_periods = -(-spikes.n_ticks // m)
+    n_periods = -(-tick_count(spikes, "solve_hardware") // m)
     chunk = int(record_every or chunk)
     n_chunks = -(-n_periods // chunk)
     unit_ = jnp.asarray(spikes.unit, dtype)

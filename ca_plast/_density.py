@@ -80,7 +80,7 @@ import numpy as np
 from ._custom_types import Array, Float
 from ._early_phase import Affine, GraupnerBrunel2012
 from ._events import check_spikes
-from ._spikes import END, POST, PRE, Spikes, event_sequence
+from ._spikes import END, POST, PRE, Spikes, event_sequence, without_ticks
 from ._validation import checked
 
 # `DensitySolution.escaped` above this (probability mass) is an error of the public entry points. In
@@ -303,6 +303,7 @@ def density_ratios(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid =
     50 cells per unit) where that is at most `FINEST_CELLS`. A grid still too narrow or too
     coarse is a ValueError (`check_density`).
     """
+    spikes = without_ticks(spikes)  # one compiled program for every protocol duration
     # Strongly typed float leaves: presets (weakly typed) and fitted rules then share one compilation.
     rule = jax.tree.map(lambda x: jnp.asarray(x, dtype=spikes.pre_offset.dtype) if eqx.is_inexact_array_like(x) else x, rule)
     while True:

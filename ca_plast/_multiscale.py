@@ -38,7 +38,7 @@ from ._lif import LeakyIntegrateAndFire
 from ._limits import check_memory, stc_bytes
 from ._progress import in_chunks
 from ._protocols import Protocol
-from ._spikes import Spikes, interval, shift, to_spikes
+from ._spikes import Spikes, interval, shift, tick_count, to_spikes
 from ._stc import LuboeinskiTetzlaff2021, STCState, STCStats
 from ._validation import checked
 
@@ -138,7 +138,7 @@ def stc_events(rule: LuboeinskiTetzlaff2021, spikes: Spikes, neuron: LeakyIntegr
     unit = spikes.unit
     n_syn, (pre_tick, pre_offset, pre_mask), post, end_tick, end_offset = _layout(spikes, synapses, name)
     record_steps = _record_steps(record_every, unit, name)
-    n_records = spikes.n_ticks // record_steps
+    n_records = tick_count(spikes, name) // record_steps
     source = jnp.broadcast_to(jnp.arange(pre_tick.shape[0], dtype=jnp.int32)[:, None], pre_tick.shape).reshape(-1)
 
     def flat(delay, kind):
@@ -291,7 +291,7 @@ def solve_stc_fine(
     steps = _record_steps(record_every, dt, "solve_stc_fine")
     if steps % _TILE:
         raise ValueError(f"solve_stc_fine: record_every must be a whole number of {_TILE} steps of {dt} ms, got {record_every!r} ms")
-    n_records = spikes.n_ticks // steps
+    n_records = tick_count(spikes, "solve_stc_fine") // steps
     n_steps = end_tick + (end_offset >= dt / 2)
     calcium = rule.calcium
     dtype = spikes.pre_offset.dtype
@@ -375,7 +375,7 @@ def solve_stc_fine(
     zero = jnp.zeros((), jnp.int32)
     lif = None if neuron is None else neuron.init()
     init = (calcium.init() + jnp.zeros_like(start.h), start, lif, zero, STCStats.start(start.h), zero)
-    n_blocks = -(-spikes.n_ticks // steps)
+    n_blocks = -(-tick_count(spikes, "solve_stc_fine") // steps)
     (_, syn, _, _, stats, n_post), trace = jax.lax.scan(block, init, jnp.arange(n_blocks))
     h, p, z = (jnp.concatenate([first[None], values[:n_records]]) for first, values in zip((start.h, start.p, start.z), trace))
     ts = dt * steps * np.arange(n_records + 1)

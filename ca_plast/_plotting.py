@@ -1,14 +1,27 @@
 """Matplotlib figures: STDP curves and calcium / efficacy traces.
 
-Figures are built with `matplotlib.figure.Figure` (no pyplot state, no display needed);
-save them with `fig.savefig(path)`.
+Figures are `Figure`s: matplotlib figures built without pyplot (no global state, no display
+needed) that show themselves as images in Jupyter; save them with `fig.savefig(path)`.
 """
 
 import io
 import os
 
-from matplotlib.figure import Figure
+import matplotlib.figure
 import numpy as np
+
+
+class Figure(matplotlib.figure.Figure):
+    """A `matplotlib.figure.Figure` that Jupyter shows as an image (`_repr_png_`).
+
+    Figures made without pyplot are not known to Jupyter's matplotlib integration, which
+    would show only `<Figure size ... with N Axes>`; this one renders itself instead.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
 
 
 def figure_bytes(figure: Figure, path: str, dpi: int = 120) -> bytes:

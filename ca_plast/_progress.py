@@ -28,28 +28,32 @@ class Progress:
         self.started = time.monotonic()
         self.last = 0.0
         self.shown = -1
-        self.first: int | None = None  # `done` at the first update (a resumed job starts above 0)
+        # `done` and the time at the first update: the rate is measured from there, so that the
+        # estimate leaves out compilation (paid before the first update) and work done before a resume.
+        self.first: tuple[int, float] | None = None
 
     def update(self, done: int, value: float | None = None, final: bool = False) -> None:
         """Show `done` of `total` (and `value`); `final` always prints and ends the line."""
         if not self.enabled:
             return
         now = time.monotonic()
+        if self.first is None:
+            self.first = (done, now)
         every = max(1, self.total // 10)
         if now - self.started < self.delay and not (final and self.shown >= 0):
             return
         if done == self.shown or not (final or (self.tty and now - self.last > 0.1) or (not self.tty and done % every == 0)):
             return
         self.last, self.shown = now, done
-        self.first = done if self.first is None else self.first
         elapsed = now - self.started
         filled = int(20 * min(done, self.total) / self.total)
         line = f"{self.label} [{'#' * filled}{'.' * (20 - filled)}] {done}/{self.total}"
         if self.value is not None and value is not None:
             line += f"  {self.value} {value:.4f}"
         line += f"  {elapsed:.1f} s"
-        if self.first < done < self.total and not final:
-            line += f", about {elapsed * (self.total - done) / (done - self.first):.0f} s left"
+        first_done, first_time = self.first
+        if first_done < done < self.total and not final:
+            line += f", about {(now - first_time) * (self.total - done) / (done - first_done):.0f} s left"
         print(("\r" + line) if self.tty else line, end="\n" if final or not self.tty else "", file=sys.stderr, flush=True)
 
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from ._custom_types import Array, Float, Key
 from ._early_phase import Affine, GraupnerBrunel2012
-from ._spikes import Spikes, shift
+from ._spikes import Spikes, shift, tick_count
 from ._validation import check_finite, checked
 
 
@@ -150,7 +150,7 @@ def solve_scan(
         rho = rule.cubic(affine(rule.cubic(rho, elapsed / 2), normal), elapsed / 2)
         return (state, rho, ptr_pre, ptr_post, t_p, t_d), (calcium.concentration(state), rho)
 
-    n_chunks = -(-spikes.n_ticks // chunk)
+    n_chunks = -(-tick_count(spikes, "solve_scan") // chunk)
     zero = jnp.zeros_like(unit_)
     init = (calcium.init(), rho0, jnp.array(0), jnp.array(0), zero, zero)
     indices = jnp.arange(n_chunks)

@@ -7,6 +7,7 @@ differences, so they stay exact however long the protocol. Protocols of differen
 are padded to a common length with masked entries, so batches vmap.
 """
 
+import dataclasses
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -109,6 +110,23 @@ def to_spikes(protocols: Protocol | Sequence[Protocol], unit: float = 0.1) -> Sp
         max_per_tick=max(1, max_per_tick),
         n_ticks=int(np.max(end_tick + (end_offset > 0))),
     )
+
+
+def without_ticks(spikes: Spikes) -> Spikes:
+    """`spikes` with no tick count (`n_ticks` -1), for the solvers that never step through ticks
+    (closed form, events, density).
+
+    `n_ticks` is static, so a compiled program depends on it; without it, one compiled
+    program of those solvers serves protocols of every duration (same spike counts).
+    """
+    return dataclasses.replace(spikes, n_ticks=-1)
+
+
+def tick_count(spikes: Spikes, owner: str) -> int:
+    """`spikes.n_ticks`, the number of steps a time-stepped solver takes; ValueError for spikes made by `without_ticks`."""
+    if spikes.n_ticks < 0:
+        raise ValueError(f"{owner}: these spikes carry no tick count (without_ticks); make them with to_spikes")
+    return spikes.n_ticks
 
 
 def shift(tick: Array, offset: Array, delay: Array, unit: float) -> tuple[Array, Array]:

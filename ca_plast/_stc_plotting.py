@@ -2,10 +2,10 @@
 
 As in the model authors' figures (Luboeinski & Tetzlaff 2021, Fig. 2): early weight h,
 late weight z and total weight w in % of h0, protein amount p, against time in hours after
-the stimulus onset. Built with `matplotlib.figure.Figure` (no pyplot state).
+the stimulus onset. Built with `matplotlib.figure.Figure` (no pyplot state; shown as an image in Jupyter).
 """
 
-from matplotlib.figure import Figure
+from ._plotting import Figure
 import numpy as np
 
 _CURVES = (("w_pct", "total w", "C3"), ("h_pct", "early h", "C0"), ("z_pct", "late (1 + z)", "C2"))

@@ -16,7 +16,7 @@ from ._limits import check_memory, simulation_bytes
 from ._progress import in_chunks
 from ._protocols import Protocol
 from ._scan import solve_scan
-from ._spikes import Spikes, to_spikes
+from ._spikes import Spikes, to_spikes, without_ticks
 
 METHODS = ("closed-form", "scan", "events", "density")
 
@@ -120,6 +120,8 @@ def stdp_ratios(
                  + (f", {n_synapses} synapses per state)" if simulated else ")"),
                  "use fewer or shorter protocols" + (" or fewer synapses (n_synapses)" if simulated else ""))
     spikes = to_spikes(protocols, unit=step)
+    if method != "scan":  # one compiled program for every protocol duration
+        spikes = without_ticks(spikes)
     if method == "closed-form":
         ratio = _batched_closed_form(rule, spikes)
         return np.asarray(ratio), np.zeros(len(protocols))

@@ -27,7 +27,9 @@ class Dataset:
     `data`, `sem`: ratio (after / before) and its standard error per point, shape `(n,)`.
     `protocols`: the `ca_plast.Protocol` that produced each point. `labels`: one short
     description per point. For plots: `x` (per point, in `x_label` units), `series` and
-    `panel` (per point; points of one panel share axes, points of one series are joined).
+    `panel` (per point; points of one panel share axes, points of one series are joined);
+    `curve(i, x)`: the protocol of point i's series at any `x` (None where x is a category),
+    so that plots draw the model on a fine grid of x, not only at the data.
     `modelling`: which description of the protocols is used (`modelling_note` explains
     it). `source`: provenance of the numbers. `reference`: a published parameter set fit
     to these data, if any (a `ca_plast.GB2012_PRESETS` name), scored next to every fit.
@@ -46,6 +48,7 @@ class Dataset:
     series: tuple[str, ...]
     panel: tuple[str, ...]
     reference: str | None = None
+    curve: Callable[[int, float], Protocol] | None = None
 
     def __post_init__(self):
         n = len(self.protocols)
@@ -87,7 +90,21 @@ def combine(name: str, parts: Sequence[Dataset], x_label: str) -> Dataset:
         series=sum((p.series for p in parts), ()),
         panel=sum(((p.name,) * p.n_points for p in parts), ()),
         reference=parts[0].reference if len({p.reference for p in parts}) == 1 else None,
+        curve=_combined_curve(parts),
     )
+
+
+def _combined_curve(parts: Sequence[Dataset]) -> Callable[[int, float], Protocol] | None:
+    """`curve` of the combined data set: point i's part draws it."""
+    if any(part.curve is None for part in parts):
+        return None
+    starts = np.cumsum([0] + [part.n_points for part in parts])
+
+    def curve(i: int, x: float) -> Protocol:
+        k = int(np.searchsorted(starts, i, side="right")) - 1
+        return parts[k].curve(i - int(starts[k]), x)
+
+    return curve
 
 
 # --- reading the shipped files -------------------------------------------------------------
@@ -155,6 +172,7 @@ def _frequency_dataset(name: str, path: Path, modelling: str, protocol: Callable
         series=tuple(f"Δt = {dt:+g} ms" for dt in dts),
         panel=("",) * len(freqs),
         reference=reference,
+        curve=lambda i, f: protocol(dts[i], f),
     )
 
 
@@ -195,6 +213,7 @@ def _wittenberg_wang2006_pairs(path: Path, modelling: str) -> Dataset:
         series=("cells",) * len(dts),
         panel=("pairs",) * len(dts),
         reference="hippocampal_slices",
+        curve=lambda i, dt: ca_plast.pairs(dt, WITTENBERG_WANG_PAIRS, WITTENBERG_WANG_FREQ),
     )
 
 
@@ -203,11 +222,12 @@ def _wittenberg_wang2006_burst(repetitions: int) -> Callable[[Path, str], Datase
         name = f"wittenberg_wang2006_burst{repetitions}"
         table = _Table(path, ("dt2_ms", "dW", "sterr"))
         dts = table.numbers("dt2_ms")
-        protocols = tuple(
-            ca_plast.burst(dt, repetitions, WITTENBERG_WANG_FREQ, n_post=2, interval=WITTENBERG_WANG_BURST_INTERVAL,
-                           reference="last")
-            for dt in dts
-        )
+
+        def protocol(dt: float) -> Protocol:
+            return ca_plast.burst(dt, repetitions, WITTENBERG_WANG_FREQ, n_post=2,
+                                  interval=WITTENBERG_WANG_BURST_INTERVAL, reference="last")
+
+        protocols = tuple(protocol(dt) for dt in dts)
         return Dataset(
             name=name,
             modelling=modelling,
@@ -222,6 +242,7 @@ def _wittenberg_wang2006_burst(repetitions: int) -> Callable[[Path, str], Datase
             series=("cells",) * len(dts),
             panel=(f"pre + 2-AP burst x{repetitions}",) * len(dts),
             reference="hippocampal_slices",
+            curve=lambda i, dt: protocol(dt),
         )
 
     return load
@@ -288,13 +309,14 @@ def _bipoo1998(path: Path, modelling: str) -> Dataset:
         x_label="Δt = t_post − t_pre (ms)",
         series=("cells",) * len(dts),
         panel=("",) * len(dts),
+        curve=lambda i, dt: ca_plast.pairs(dt, BI_POO_REPETITIONS, BI_POO_FREQ),
     )
 
 
 def _nevian_sakmann2006(path: Path, modelling: str) -> Dataset:
     table = _Table(path, ("prot_id", "stim_sequence", "intervals_ms", "freq_Hz", "n_rep",
                           "synaptic_gain_after_before", "stderr"))
-    protocols, x = [], []
+    protocols, x, shapes = [], [], []
     for i, row in enumerate(table.rows):
         kinds = row["stim_sequence"].strip().split("-")
         try:
@@ -311,6 +333,13 @@ def _nevian_sakmann2006(path: Path, modelling: str) -> Dataset:
         n = int(table.number(i, "n_rep"))
         protocols.append(ca_plast.repeated(pre, post, n, period, name=f"Nevian-Sakmann {row['prot_id']}"))
         x.append(post[0] - pre[0])
+        shapes.append((post - post[0], n, period))
+
+    def curve(i: int, dt: float) -> Protocol:
+        """Row i's burst with the presynaptic spike moved to dt before its first AP."""
+        burst, n, period = shapes[i]
+        return ca_plast.repeated(np.array([-dt]), burst, n, period, name=f"Nevian-Sakmann, dt {dt:+g} ms")
+
     return Dataset(
         name="nevian_sakmann2006",
         modelling=modelling,
@@ -322,8 +351,9 @@ def _nevian_sakmann2006(path: Path, modelling: str) -> Dataset:
         protocols=tuple(protocols),
         x=np.array(x),
         x_label="Δt = t_post1 − t_pre (ms, to the first AP of the 50 Hz burst)",
-        series=("data",) * len(x),
+        series=("cells",) * len(x),
         panel=("",) * len(x),
+        curve=curve,
     )
 
 

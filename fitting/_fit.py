@@ -78,6 +78,7 @@ from ca_plast._custom_types import Array, PyTree
 from ca_plast._limits import check_memory, check_seed, simulation_bytes
 from ca_plast._output import write_file
 from ca_plast._progress import Progress
+from ca_plast._spikes import without_ticks
 
 from ._datasets import Dataset
 from ._losses import LOSSES, METHODS, chi2, predict
@@ -479,7 +480,7 @@ def fit(
     n_spikes = max(p.n_spikes for p in dataset.protocols)
     check_memory(simulation_bytes("closed-form", n_starts * dataset.n_points, n_spikes, 0),
                  f"fit ({n_starts} starts on {dataset.n_points} protocols of up to {n_spikes} spikes)", "use fewer n_starts")
-    problem = _Problem(dataset.spikes(), jnp.asarray(dataset.data, dtype=float), jnp.asarray(dataset.sem, dtype=float),
+    problem = _Problem(without_ticks(dataset.spikes()), jnp.asarray(dataset.data, dtype=float), jnp.asarray(dataset.sem, dtype=float),
                        free_parameters, loss)
     optimizer = _optimizer(learning_rate, halving_steps, 0.01)
     u0, static = free_parameters.split(init)

@@ -14,11 +14,11 @@ import jax.numpy as jnp
 from ca_plast import DensityGrid, GraupnerBrunel2012, Spikes, closed_form_ratio, density_ratio
 
 from ca_plast._custom_types import Array, Float
+from ca_plast._spikes import without_ticks
 
 METHODS = ("density", "closed-form")
 
 
-@eqx.filter_jit
 def predict(rule: GraupnerBrunel2012, spikes: Spikes, method: str = "closed-form",
             grid: DensityGrid = DensityGrid()) -> Float[Array, " n"]:
     """Change ratio (after / before) of every protocol of a batched `Spikes` (jit-compiled, differentiable).
@@ -28,13 +28,19 @@ def predict(rule: GraupnerBrunel2012, spikes: Spikes, method: str = "closed-form
     protocol, bistable drift neglected; close to the model only when the protocol is much
     shorter than `tau` and each pairing moves rho little).
     Under hardware emulation: `ca_plast.hardware_prediction` (smooth, for fitting) and
-    `ca_plast.hardware_ratios` (hard readout, for scoring).
+    `ca_plast.hardware_ratios` (hard readout, for scoring). One compiled program serves
+    protocols of every duration (`without_ticks`).
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    return _predict(rule, without_ticks(spikes), method, grid)
+
+
+@eqx.filter_jit
+def _predict(rule: GraupnerBrunel2012, spikes: Spikes, method: str, grid: DensityGrid) -> Float[Array, " n"]:
     if method == "density":
         return jax.vmap(density_ratio, in_axes=(None, 0, None))(rule, spikes, grid)
-    if method == "closed-form":
-        return jax.vmap(closed_form_ratio, in_axes=(None, 0))(rule, spikes)
-    raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    return jax.vmap(closed_form_ratio, in_axes=(None, 0))(rule, spikes)
 
 
 def z_scores(model: Array, data: Array, sem: Array) -> Array:

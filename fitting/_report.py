@@ -11,12 +11,11 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 import ca_plast
 from ca_plast._output import write_file
-from ca_plast._plotting import figure_bytes
+from ca_plast._plotting import Figure, figure_bytes
 
 from ._fit import FitResult, versions
 from ._losses import chi2, predict
@@ -129,29 +128,89 @@ def table(result: FitResult) -> str:
     return out.getvalue()
 
 
-def plot_fit(result: FitResult, check: dict | None = None) -> Figure:
-    """Data (error bars), fitted model (solid) and initial model (dashed) per panel, plus the loss history.
+CURVE_POINTS = 60
 
-    `check`: the `simulated_check` record, drawn as open diamonds with their standard errors.
+
+def _curve_grid(x: np.ndarray, log: bool) -> np.ndarray:
+    """`CURVE_POINTS` values spanning the data's x (geometric on a log axis), and the data's own."""
+    lo, hi = float(np.min(x)), float(np.max(x))
+    grid = np.geomspace(lo, hi, CURVE_POINTS) if log else np.linspace(lo, hi, CURVE_POINTS)
+    return np.unique(np.concatenate([grid, x]))
+
+
+def _log_axis(x: np.ndarray) -> bool:
+    return bool(np.all(x > 0) and x.max() / x.min() > 20)
+
+
+def model_curves(result: FitResult) -> dict[str, dict] | None:
+    """The model's change ratio on a fine grid of x for every series of the data set, for the
+    fitted rule, the initial rule and the data set's published set (if any).
+
+    Computed with the fit's prediction (`result.method`: the density solver or the closed
+    form) on the float model. Returns {series key: {"x", "fit", "initial", "reference"}} with
+    key `panel|series`, or None when the data set's x is a category (no `Dataset.curve`).
     """
     data = result.dataset
+    if data.curve is None or not data.x_label:
+        return None
+    rules = {"fit": result.model, "initial": result.initial_model}
+    if data.reference is not None:
+        rules["reference"] = ca_plast.gb2012_preset(data.reference)
+    curves, protocols, where = {}, [], []
+    for key in dict.fromkeys(zip(data.panel, data.series)):
+        idx = np.flatnonzero([(p, s) == key for p, s in zip(data.panel, data.series)])
+        in_panel = np.array([p == key[0] for p in data.panel])
+        grid = _curve_grid(data.x[idx], _log_axis(data.x[in_panel]))
+        curves["|".join(key)] = {"x": grid}
+        where.append(("|".join(key), len(protocols), len(protocols) + grid.size))
+        protocols += [data.curve(int(idx[0]), float(x)) for x in grid]
+    spikes = ca_plast.to_spikes(protocols, unit=1.0)
+    for name, rule in rules.items():
+        ratios = (ca_plast.density_ratios(rule, spikes)[0] if result.method == "density"
+                  else np.asarray(predict(rule, spikes, "closed-form")))
+        for key, start, stop in where:
+            curves[key][name] = ratios[start:stop]
+    return curves
+
+
+def _data_label(series: str, dataset_name: str) -> str:
+    return "data ± s.e.m." if series in ("", "cells", dataset_name) else f"data ± s.e.m., {series}"
+
+
+def plot_fit(result: FitResult, check: dict | None = None, curves: dict | None = None) -> Figure:
+    """Data (mean ± s.e.m.), the fitted, initial and published models, the simulated check, and the loss history.
+
+    Model curves are drawn on a fine grid of x (`model_curves`, computed here unless given),
+    markers only where x is a category. `check`: the `simulated_check` record, drawn as open
+    diamonds with their standard errors at the data's x.
+    """
+    data = result.dataset
+    curves = model_curves(result) if curves is None else curves
     simulated = None if check is None else (np.asarray(check["prediction"]), np.asarray(check["sem"]))
+    method = {"density": "density solver", "closed-form": "closed form"}[result.method]
     panels = list(dict.fromkeys(data.panel))
     fig = Figure(figsize=(5.2 * len(panels) + 4.2, 4.6), layout="constrained")
     axes = fig.subplots(1, len(panels) + 1, squeeze=False, width_ratios=[5] * len(panels) + [3.5])[0]
+    init = result.init_name or "initial rule"
     for ax, panel in zip(axes, panels):
         in_panel = np.array([p == panel for p in data.panel])
-        categorical = not data.x_label
+        categorical = curves is None
         for colour, series in enumerate(dict.fromkeys(s for s, keep in zip(data.series, in_panel) if keep)):
             idx = np.flatnonzero(in_panel & np.array([s == series for s in data.series]))
             idx = idx[np.argsort(data.x[idx], kind="stable")]
             x = data.x[idx]
             c = f"C{colour}"
-            ax.errorbar(x, data.data[idx], yerr=data.sem[idx], fmt="o", color=c, ms=4, capsize=2, label=f"data {series}")
-            ax.plot(x, result.prediction[idx], "-" if not categorical else "s", color=c, lw=1.6, ms=5, mfc="none",
-                    label="fit")
-            ax.plot(x, result.initial_prediction[idx], "--" if not categorical else "x", color=c, lw=1, alpha=0.6,
-                    label="initial")
+            ax.errorbar(x, data.data[idx], yerr=data.sem[idx], fmt="o", color=c, ms=4, capsize=2,
+                        label=_data_label(series, data.name))
+            if categorical:
+                ax.plot(x, result.prediction[idx], "s", color=c, ms=5, mfc="none")
+                ax.plot(x, result.initial_prediction[idx], "x", color=c, alpha=0.6)
+            else:
+                curve = curves[f"{panel}|{series}"]
+                ax.plot(curve["x"], curve["fit"], "-", color=c, lw=1.6)
+                ax.plot(curve["x"], curve["initial"], "--", color=c, lw=1, alpha=0.6)
+                if "reference" in curve:
+                    ax.plot(curve["x"], curve["reference"], ":", color=c, lw=1.2)
             if simulated is not None:
                 ax.errorbar(x, simulated[0][idx], yerr=simulated[1][idx], fmt="D", color=c, ms=4, mfc="white", capsize=2,
                             lw=0.8, zorder=3)
@@ -161,42 +220,42 @@ def plot_fit(result: FitResult, check: dict | None = None) -> Figure:
                           ha="right", fontsize=7)
         else:
             ax.set_xlabel(data.x_label)
-            xs = data.x[in_panel]
-            if np.all(xs > 0) and xs.max() / xs.min() > 20:
+            if _log_axis(data.x[in_panel]):
                 ax.set_xscale("log")
         ax.set_ylabel("change in synaptic strength (after / before)")
         ax.set_title(panel or data.name, fontsize=10)
         handles, _ = ax.get_legend_handles_labels()
-        styles = [Line2D([], [], color="0.3", ls="-" if not categorical else "", marker="" if not categorical else "s",
-                         mfc="none", label="fit"),
-                  Line2D([], [], color="0.3", ls="--" if not categorical else "", marker="" if not categorical else "x",
-                         alpha=0.6, label="initial")]
+        line = {"ls": "", "marker": "s", "mfc": "none"} if categorical else {"ls": "-"}
+        styles = [Line2D([], [], color="0.3", label=f"fit ({method})", **line),
+                  Line2D([], [], color="0.3", alpha=0.6, label=f"initial: {init}",
+                         **({"ls": "", "marker": "x"} if categorical else {"ls": "--"}))]
+        if data.reference is not None and not categorical:
+            styles.append(Line2D([], [], color="0.3", ls=":", label=f"published: {data.reference}"))
         if simulated is not None:
             styles.append(Line2D([], [], color="0.3", ls="", marker="D", mfc="white", ms=4,
-                                 label=f"fit, simulated ({check['n_synapses_per_state']} synapses/state)"))
+                                 label=f"fit, simulated ± s.e. ({check['n_synapses_per_state']} synapses/state)"))
         ax.legend(handles=[h for h in handles if h.get_label().startswith("data")] + styles, frameon=False, fontsize=7)
     ax = axes[-1]
+    loss_name = "mean z²" if result.loss == "chi2" else "soft-L1 loss"
     best = np.minimum.accumulate(result.history) if result.history.size else result.history
-    ax.plot(np.arange(1, best.size + 1), best, color="k", lw=1.2, label="closed form (multi-start Adam)")
+    ax.plot(np.arange(1, best.size + 1), best, color="k", lw=1.2, label=f"closed form (Adam, best of {result.n_starts} starts)")
     if result.density is not None:
         losses = np.asarray(result.density["history"])
         ax.plot(best.size + np.arange(1, losses.size + 1), losses, color="C2", lw=1.2,
                 label="density solver (L-BFGS, from " + ("the initial rule)" if result.density["scale_chosen"] is None
                                                           else f"k = {result.density['scale_chosen']:g})"))
-        ax.legend(frameon=False, fontsize=7)
     if result.hardware is not None:
         losses = np.asarray(result.hardware["history"])
         ax.plot(best.size + np.arange(1, losses.size + 1), losses, color="C3", lw=0.8,
                 label="refinement through the emulation\n(one fresh draw per step)")
-        ax.legend(frameon=False, fontsize=7)
+    ax.legend(frameon=False, fontsize=7)
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel(f"{result.loss} (closed form: best of {result.n_starts} starts)")
+    ax.set_ylabel(loss_name)
     ax.set_title("loss", fontsize=10)
-    init = result.init_name or "initial rule"
     fig.suptitle(f"{data.name} ({data.modelling}): {init} → fit of {', '.join(result.free)}\n"
                  f"mean z² {result.chi2_initial:.3g} → {result.chi2_mean:.3g} ({data.n_points} points, "
-                 f"{'under hardware emulation' if result.hardware is not None else result.method + ' prediction'})",
+                 f"{'under hardware emulation' if result.hardware is not None else method + ' prediction'})",
                  fontsize=10)
     return fig
 

@@ -1,12 +1,15 @@
 """`ca-plast stdp`: the command-line contract, errors without tracebacks."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ca_plast as cp
+from ca_plast import fitting
 from ca_plast._cli import main, parse_range
 
 
@@ -70,3 +73,54 @@ def test_negative_range_start_is_accepted(capsys):
 def test_parse_range_includes_stop():
     np.testing.assert_allclose(parse_range("-100:100:10"), np.arange(-100, 101, 10))
     np.testing.assert_allclose(parse_range("0:1:0.25"), [0, 0.25, 0.5, 0.75, 1.0])
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ca-plast {cp.__version__}"
+
+
+@pytest.mark.parametrize("command, valid", [
+    ("stdp", [*cp.GB2012_PRESETS, *cp.METHODS, "bss2"]),
+    ("fit", [*fitting.DATASETS, *cp.GB2012_PRESETS, "density", "soft_l1"]),
+    ("stc", list(cp.STC_PROTOCOLS)),
+])
+def test_help_lists_valid_values_defaults_and_examples(command, valid, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for value in valid:
+        assert value in text, f"{command} --help does not name {value!r}"
+    assert f"examples: ca-plast {command} " in text
+    assert "(default: " in text and "--no-cache" in text and "--cache-dir" in text
+
+
+def _run(argv, env):
+    return subprocess.run([str(Path(sys.executable).with_name("ca-plast")), *argv], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_console_script_caches_its_programs(tmp_path):
+    """The command line's programs carry no host callback, so JAX stores them on disk; a second run
+    with the same folder compiles nothing new, and --no-cache reads and writes nothing."""
+    env = {**os.environ, "CA_PLAST_CACHE_DIR": str(tmp_path / "cache")}
+    argv = ["stdp", "--preset", "DP", "--dt-range", "-10:10:10", "--pairs", "5"]
+    first = _run(argv, env)
+    assert first.returncode == 0, first.stderr
+    entries = {p.name for p in (tmp_path / "cache").iterdir()}
+    assert any(name.startswith("jit__batched_closed_form-") for name in entries), sorted(entries)
+    second = _run(argv, env)
+    assert second.returncode == 0 and second.stdout == first.stdout
+    assert {p.name for p in (tmp_path / "cache").iterdir()} == entries
+    off = _run([*argv, "--no-cache", "--cache-dir", str(tmp_path / "unused")], env)
+    assert off.returncode == 0 and off.stdout == first.stdout and not (tmp_path / "unused").exists()
+
+
+def test_unusable_cache_dir_is_a_usage_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["stdp", "--preset", "DP", "--cache-dir", str(blocker / "cache")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ca-plast stdp: --cache-dir {str(blocker / 'cache')!r}: cannot create or write that folder"]

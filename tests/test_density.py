@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import central_difference, tree_allclose
-from references import drive_pieces, gaussian_law
+from references import gaussian_law
 from scipy.integrate import solve_ivp
 from scipy.stats import norm
 

@@ -108,7 +108,7 @@ def test_protein_crossing_with_unequal_rates_matches_root_finding_and_its_gradie
         new, stats = rule.step(state, c0, jnp.asarray(s))
         return new.p, stats.time_pro[0]
 
-    (h_inf_a, tau_a), (h_inf_b, tau_b) = (RULE.regime(True, True), RULE.regime(False, False))
+    (h_inf_a, tau_a), (_, tau_b) = (RULE.regime(True, True), RULE.regime(False, False))
     h_inf_a, tau_a, tau_b = float(h_inf_a), float(tau_a), float(tau_b)
 
     def gap(t, theta):
