@@ -62,7 +62,9 @@ def main(argv: list[str]) -> int:
     restore = (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if os.name == "posix" else None
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        return subprocess.Popen(commands[argv[0]] + extra, cwd=ROOT, preexec_fn=restore).wait()
+        # mkdocs-material prints a notice about its end of life on every build; it is not a warning.
+        env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+        return subprocess.Popen(commands[argv[0]] + extra, cwd=ROOT, preexec_fn=restore, env=env).wait()
     finally:
         signal.signal(signal.SIGINT, previous)
 

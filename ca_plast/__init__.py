@@ -1,5 +1,7 @@
 """ca_plast: differentiable calcium-based synaptic plasticity in JAX."""
 
+from typing import TYPE_CHECKING
+
 from . import _signals
 
 _signals.guard_console_start()  # before JAX is imported: Ctrl-C in the command line's start-up exits cleanly
@@ -57,7 +59,6 @@ from ._multiscale import (
     solve_stc as solve_stc,
     solve_stc_fine as solve_stc_fine,
 )
-from ._plotting import Figure as Figure, plot_stdp as plot_stdp, plot_traces as plot_traces
 from ._presets import (
     GB2012_PRESETS as GB2012_PRESETS,
     gb2012_preset as gb2012_preset,
@@ -98,7 +99,6 @@ from ._stc_hardware import (
     stc_ppu_increment as stc_ppu_increment,
     stc_weight_codes as stc_weight_codes,
 )
-from ._stc_plotting import plot_stc as plot_stc, stc_percentages as stc_percentages
 from ._stc_protocols import (
     MS_PER_HOUR as MS_PER_HOUR,
     STC_PROTOCOLS as STC_PROTOCOLS,
@@ -107,3 +107,26 @@ from ._stc_protocols import (
 )
 
 __version__ = "0.1.0"
+
+# Plotting loads matplotlib (about a second): on first use, so that commands and programs
+# that draw nothing start faster.
+_LAZY = {"Figure": "_plotting", "plot_stdp": "_plotting", "plot_traces": "_plotting",
+         "plot_stc": "_stc_plotting", "stc_percentages": "_stc_plotting"}
+
+if TYPE_CHECKING:
+    from ._plotting import Figure as Figure, plot_stdp as plot_stdp, plot_traces as plot_traces
+    from ._stc_plotting import plot_stc as plot_stc, stc_percentages as stc_percentages
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -122,7 +122,6 @@ def _run_stdp(args, interrupts: Interrupts) -> int:
     import jax
 
     from ._bss2 import BSS2
-    from ._plotting import figure_bytes, plot_stdp
     from ._protocols import pairs
     from ._stdp import stdp_ratios
 
@@ -140,13 +139,20 @@ def _run_stdp(args, interrupts: Interrupts) -> int:
     table = "\n".join(["dt_ms,ratio,sem"] + [f"{dt:g},{r:.6f},{e:.6f}" for dt, r, e in zip(dts, ratio, sem)]) + "\n"
     figure = None
     if plot is not None:
+        from ._plotting import figure_bytes, plot_stdp
+
         title = f"{args.preset}: {args.pairs} pairs at {args.freq:g} Hz ({method}{', bss2' if hardware else ''})"
         figure = figure_bytes(plot_stdp(dts, ratio, sem, title=title), plot.path)
     write_outputs(interrupts, "ca-plast stdp", [(csv, table.encode()), (plot, figure)])
     return 0
 
 
-_DELEGATED = {"fit": "ca_plast.fitting._cli", "stc": "ca_plast._stc_cli"}
+# Sub-commands living with their subsystems: module and one-line summary. Only the command
+# being run is imported (the fit's loads optax and the fitting package).
+_DELEGATED = {
+    "fit": ("ca_plast.fitting._cli", "fit a GB2012 rule's parameters to a data set"),
+    "stc": ("ca_plast._stc_cli", "late-phase plasticity (synaptic tagging and capture) of one synapse"),
+}
 
 
 def _join_ranges(argv: list[str]) -> list[str]:
@@ -160,7 +166,9 @@ def _join_ranges(argv: list[str]) -> list[str]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The `ca-plast` parser; with `selected`, only that sub-command's arguments are built
+    (the others are listed, not imported)."""
     from . import __version__
 
     parser = _Parser(prog="ca-plast", formatter_class=HelpFormatter,
@@ -173,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
                                epilog=STDP_EXAMPLES, formatter_class=HelpFormatter)
     _stdp_arguments(stdp)
     cache_arguments(stdp)
-    for name, module in _DELEGATED.items():
+    for name, (module, summary) in _DELEGATED.items():
+        if selected not in (None, name):
+            commands.add_parser(name, help=summary)
+            continue
         try:
             imported = importlib.import_module(module)
         except ModuleNotFoundError as error:
@@ -181,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             commands.add_parser(name, help="not available in this installation").set_defaults(unavailable=True)
             continue
-        sub = commands.add_parser(name, help=imported.SUMMARY, description=imported.DESCRIPTION,
+        sub = commands.add_parser(name, help=summary, description=imported.DESCRIPTION,
                                   epilog=imported.EXAMPLES, formatter_class=HelpFormatter)
         imported.add_arguments(sub)
         cache_arguments(sub)
@@ -198,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     command = None
     with interrupts.installed():
         try:
-            parser = build_parser()
-            args, extra = parser.parse_known_args(_join_ranges(sys.argv[1:] if argv is None else argv))
+            arguments = _join_ranges(sys.argv[1:] if argv is None else argv)
+            parser = build_parser(next((a for a in arguments if not a.startswith("-")), None))
+            args, extra = parser.parse_known_args(arguments)
             if getattr(args, "unavailable", False):
                 raise UsageError(f"ca-plast {args.command}: not available yet in this version")
             if extra:
@@ -213,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 set_run_time_checks(False)
             if args.command == "stdp":
                 return _run_stdp(args, interrupts)
-            return importlib.import_module(_DELEGATED[args.command]).run(args, interrupts)
+            return importlib.import_module(_DELEGATED[args.command][0]).run(args, interrupts)
         except UsageError as error:
             message = str(error)
             print(message if message.startswith("ca-plast") else f"{_prefix(command)}: {message}", file=sys.stderr)

@@ -26,8 +26,6 @@ SETTLE_MS = 600_000.0
 RECORD_EVERY_MS = 30_000.0
 
 
-SUMMARY = "late-phase plasticity (synaptic tagging and capture) of one synapse"
-
 DESCRIPTION = """\
 Synaptic tagging and capture (Luboeinski & Tetzlaff 2021) on one synapse onto a leaky
 integrate-and-fire neuron: strong or weak tetanus or low-frequency stimulation (STET, WTET,
@@ -86,10 +84,9 @@ def run(args, interrupts: Interrupts) -> int:
 
     from ._lif import LeakyIntegrateAndFire
     from ._multiscale import simulate_stc
-    from ._plotting import figure_bytes
     from ._stc import OUTCOMES, classify_outcome, luboeinski_tetzlaff2021
     from ._stc_hardware import BSS2_STC
-    from ._stc_plotting import plot_stc, stc_percentages
+    from ._stc_plotting import stc_percentages
     from ._stc_protocols import stc_protocols
 
     rule = luboeinski_tetzlaff2021()
@@ -115,6 +112,9 @@ def run(args, interrupts: Interrupts) -> int:
           f"final w {columns[2][-1]:.1f} % of h0", file=sys.stderr)
     figure = None
     if plot is not None:
+        from ._plotting import figure_bytes
+        from ._stc_plotting import plot_stc
+
         figure = figure_bytes(plot_stc(t_h, traces, title=f"{protocol} ({kind}), {args.trials} trials"), plot.path)
     write_outputs(interrupts, "ca-plast stc", [(csv, ("\n".join(lines) + "\n").encode()), (plot, figure)])
     return 0

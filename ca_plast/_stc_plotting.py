@@ -5,8 +5,12 @@ late weight z and total weight w in % of h0, protein amount p, against time in h
 the stimulus onset. Built with `matplotlib.figure.Figure` (no pyplot state; shown as an image in Jupyter).
 """
 
-from ._plotting import Figure
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # matplotlib is loaded by plot_stc, not by the percentages the CSV needs
+    from ._plotting import Figure
 
 _CURVES = (("w_pct", "total w", "C3"), ("h_pct", "early h", "C0"), ("z_pct", "late (1 + z)", "C2"))
 
@@ -21,11 +25,13 @@ def stc_percentages(h0, h, p, z) -> dict[str, np.ndarray]:
     return {"h_pct": 100 * h / h0, "z_pct": 100 * (1 + z), "w_pct": 100 * (h + h0 * z) / h0, "p": p}
 
 
-def plot_stc(t_h, traces: dict[str, np.ndarray], *, title: str = "") -> Figure:
+def plot_stc(t_h, traces: dict[str, np.ndarray], *, title: str = "") -> "Figure":
     """h, z, w (% of h0) and p against time (h after onset): mean line and +-1 s.d. band.
 
     `t_h`: times (n,); `traces`: `stc_percentages` output, each (trials, n) or (n,).
     """
+    from ._plotting import Figure
+
     fig = Figure(figsize=(7, 5), layout="constrained")
     ax_w, ax_p = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
     t_h = np.asarray(t_h)

@@ -74,9 +74,10 @@ def on_shutdown():
 
 
 def _public_names(init: Path) -> set[str]:
-    """Names an `__init__.py` re-exports explicitly (`from .x import name as name`), as griffe does."""
+    """Names an `__init__.py` re-exports explicitly (`from .x import name as name`), as griffe does,
+    including those declared under `if TYPE_CHECKING:` and loaded on first use."""
     names = set()
-    for node in ast.parse(init.read_text()).body:
+    for node in ast.walk(ast.parse(init.read_text())):
         if isinstance(node, ast.ImportFrom):
             names |= {a.asname for a in node.names if a.asname and a.asname == a.name and not a.name.startswith("_")}
     return names

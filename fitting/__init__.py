@@ -5,6 +5,8 @@ The source folder is `fitting/`; it is installed as the sub-package `ca_plast.fi
 distribution installs.
 """
 
+from typing import TYPE_CHECKING
+
 if __name__ != "ca_plast.fitting":
     raise ImportError(f"import this package as ca_plast.fitting (`from ca_plast import fitting`), not as {__name__!r}")
 
@@ -31,4 +33,15 @@ from ._transforms import (
     to_bounded as to_bounded,
     to_unconstrained as to_unconstrained,
 )
-from ._report import plot_fit as plot_fit, summary as summary, write_report as write_report
+
+if TYPE_CHECKING:
+    from ._report import plot_fit as plot_fit, summary as summary, write_report as write_report
+
+
+def __getattr__(name: str):
+    # The report draws with matplotlib (about a second to load): loaded on first use.
+    if name in ("plot_fit", "summary", "write_report"):
+        from . import _report
+
+        return getattr(_report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,8 +44,6 @@ LOCK = ".ca-plast-fit.lock"
 MAX_STEPS = 1_000_000
 
 
-SUMMARY = "fit a GB2012 rule's parameters to a data set"
-
 DESCRIPTION = """\
 Fit the parameters of a GB2012 rule, started from a parameter set, to a shipped STDP data
 set by gradient descent: screened random starts and Adam in GB2012's closed form, then
