@@ -294,7 +294,6 @@ def main() -> int:
         print(json.dumps(brian2_worker(config)))
         return 0
 
-
     import jax
 
     from ca_plast._cache import user_cache_folder

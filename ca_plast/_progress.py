@@ -17,12 +17,15 @@ class Progress:
 
     On a terminal the line is redrawn in place (at most ten times a second); otherwise a
     line is printed every 10 % of `total`. `value`: the name of a number shown with each
-    update (e.g. "best loss"), or None. Nothing is shown before `delay` seconds have passed
+    update (e.g. "best loss"), or None; `unit`: a word before the count (e.g. "step").
+    Nothing is shown before `delay` seconds have passed
     (a job done by then prints nothing). A disabled bar prints nothing.
     """
 
-    def __init__(self, enabled: bool, total: int, label: str, value: str | None = None, delay: float = 0.0):
+    def __init__(self, enabled: bool, total: int, label: str, value: str | None = None, delay: float = 0.0,
+                 unit: str = ""):
         self.enabled, self.total, self.label, self.value = enabled, max(1, int(total)), label, value
+        self.unit = f"{unit} " if unit else ""
         self.delay = delay
         self.tty = enabled and sys.stderr.isatty()
         self.started = time.monotonic()
@@ -47,7 +50,7 @@ class Progress:
         self.last, self.shown = now, done
         elapsed = now - self.started
         filled = int(20 * min(done, self.total) / self.total)
-        line = f"{self.label} [{'#' * filled}{'.' * (20 - filled)}] {done}/{self.total}"
+        line = f"{self.label} [{'#' * filled}{'.' * (20 - filled)}] {self.unit}{done}/{self.total}"
         if self.value is not None and value is not None:
             line += f"  {self.value} {value:.4f}"
         line += f"  {elapsed:.1f} s"

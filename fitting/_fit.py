@@ -511,7 +511,7 @@ def fit(
     best, since = np.inf, 0
     for value in history:
         best, since = _track(value, best, since, tol)
-    bar = Progress(progress, steps, f"fit {dataset.name}", "best loss")
+    bar = Progress(progress, steps, f"fit {dataset.name}", "best loss", unit="step")
 
     def save():
         if checkpoint is not None:
@@ -688,7 +688,7 @@ def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem
         state, history, _ = _load_checkpoint(checkpoint, state, stage_meta)
     value, grad = _value_and_grad(state.u, static, density_problem) if history else evaluated[best_k][1:]
     value, stuck = float(value), False
-    bar = Progress(progress, steps, "fit in the model (density solver, L-BFGS)", "loss")
+    bar = Progress(progress, steps, "fit in the model (density solver, L-BFGS)", "loss", unit="step")
     started = time.monotonic()
 
     def save():
@@ -815,7 +815,7 @@ def refine_on_hardware(
         state, history, _ = _load_checkpoint(checkpoint, state, meta)
     training = jax.random.fold_in(jax.random.key(seed), _TRAINING_STREAM)
     bar = Progress(progress, refinement.steps, f"refine through {type(hardware).__name__} emulation",
-                    "mean loss of the last 10 steps")
+                    "mean loss of the last 10 steps", unit="step")
     started = time.monotonic()
 
     def save():

@@ -333,17 +333,17 @@ def test_wittenberg_wang_fit_reports_published_loss():
 
 def _interrupted_fit(monkeypatch, when, *args, **kwargs) -> None:
     """Run `fitting.fit(*args, progress=True, **kwargs)` and press Ctrl-C at the first progress update where `when(bar, step)`."""
-    update = _fit._Progress.update
+    update = _fit.Progress.update
 
     def interrupt(self, step, *more, **options):
         if when(self, step):
             raise KeyboardInterrupt
         return update(self, step, *more, **options)
 
-    monkeypatch.setattr(_fit._Progress, "update", interrupt)
+    monkeypatch.setattr(_fit.Progress, "update", interrupt)
     with pytest.raises(KeyboardInterrupt):
         fitting.fit(*args, progress=True, **kwargs)
-    monkeypatch.setattr(_fit._Progress, "update", update)
+    monkeypatch.setattr(_fit.Progress, "update", update)
 
 
 def test_resume_after_interruption_matches_uninterrupted_fit(sjostrom, tmp_path, monkeypatch):

@@ -425,17 +425,17 @@ def test_refinement_resumes_exactly(tmp_path, monkeypatch):
     settings = dict(refinement=Refinement(steps=6, synapses=16), seed=3, checkpoint_every=2)
     whole, history = refine_on_hardware(data, dp, free, cp.BSS2(), checkpoint=tmp_path / "a.npz", **settings)
 
-    update = _fit._Progress.update
+    update = _fit.Progress.update
 
     def interrupt(self, step, *args, **kwargs):
         if step == 3:
             raise KeyboardInterrupt
         return update(self, step, *args, **kwargs)
 
-    monkeypatch.setattr(_fit._Progress, "update", interrupt)
+    monkeypatch.setattr(_fit.Progress, "update", interrupt)
     with pytest.raises(KeyboardInterrupt):
         refine_on_hardware(data, dp, free, cp.BSS2(), checkpoint=tmp_path / "b.npz", progress=True, **settings)
-    monkeypatch.setattr(_fit._Progress, "update", update)
+    monkeypatch.setattr(_fit.Progress, "update", update)
     with np.load(tmp_path / "b.npz") as saved:
         assert saved["history"].size == 3
     resumed, resumed_history = refine_on_hardware(data, dp, free, cp.BSS2(), checkpoint=tmp_path / "b.npz",
