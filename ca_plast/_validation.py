@@ -8,6 +8,7 @@ run on a negative time constant or a NaN and return NaN or meaningless numbers s
 """
 
 import math
+import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -105,7 +106,8 @@ def _constrained(module) -> list[eqx.Module]:
     return out
 
 
-_RUN_TIME_CHECKS = [True]
+# On unless the environment says CA_PLAST_RUN_TIME_CHECKS=0 (read once, at import).
+_RUN_TIME_CHECKS = [os.environ.get("CA_PLAST_RUN_TIME_CHECKS", "1") != "0"]
 
 
 def set_run_time_checks(enabled: bool) -> bool:
@@ -115,7 +117,8 @@ def set_run_time_checks(enabled: bool) -> bool:
     callback, which JAX's persistent compilation cache does not store; the command line,
     which checks every value it passes before anything is traced, turns them off so that
     its programs are cached on disk. Set this before anything is traced: a program keeps
-    the setting it was traced with.
+    the setting it was traced with. The environment variable CA_PLAST_RUN_TIME_CHECKS=0
+    turns them off from the start.
     """
     previous = _RUN_TIME_CHECKS[0]
     _RUN_TIME_CHECKS[0] = bool(enabled)

@@ -13,6 +13,14 @@ import pytest
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+from ca_plast._validation import set_run_time_checks  # noqa: E402
+
+# Traced values are not checked at run time in this suite, except in the tests that ask for
+# it (`run_time_checks`): the checks' host callbacks keep programs out of JAX's persistent
+# cache, and without them the run's cache shares every compiled program between tests and
+# workers. Concrete values are checked as always; the numbers computed are the same.
+set_run_time_checks(False)
+
 
 def pytest_configure(config):
     """One JAX compilation cache for the whole run, shared by the xdist workers (which inherit
@@ -31,6 +39,18 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if getattr(config, "_ca_plast_cache_owner", False):
         shutil.rmtree(os.environ.pop("CA_PLAST_TEST_CACHE"), ignore_errors=True)
+
+
+@pytest.fixture
+def run_time_checks():
+    """Traced values are checked at run time inside the test, as for any user. JAX's in-memory
+    caches are cleared before and after, so that no program traced without the checks is
+    reused inside the test, and none traced with them outside it."""
+    jax.clear_caches()
+    previous = set_run_time_checks(True)
+    yield
+    set_run_time_checks(previous)
+    jax.clear_caches()
 
 
 @pytest.fixture

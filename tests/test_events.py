@@ -292,7 +292,7 @@ def test_rho0_of_any_shape_shares_calcium(getkey):
     assert np.unique(np.asarray(noisy)).size == noisy.size  # independent noise per synapse
 
 
-def test_bad_input():
+def test_bad_input(run_time_checks):
     rule = cp.gb2012_preset("DP")
     protocol = cp.pairs(10.0, n=3)
     spikes = cp.to_spikes(protocol)

@@ -358,7 +358,7 @@ BAD_RULES = {
 }
 
 
-def test_rules_changed_after_construction_are_checked_by_every_solver():
+def test_rules_changed_after_construction_are_checked_by_every_solver(run_time_checks):
     spikes = cp.to_spikes(cp.pairs(10.0, 3, 1.0))
     rho0 = jnp.zeros(4)
     solvers = {
@@ -387,7 +387,7 @@ def test_rules_changed_after_construction_are_checked_by_every_solver():
         assert np.all(np.isfinite(np.asarray(solve(good)))), name
 
 
-def test_stc_rules_and_neurons_are_checked_at_run_time():
+def test_stc_rules_and_neurons_are_checked_at_run_time(run_time_checks):
     rule = eqx.tree_at(lambda r: r.tau_p, cp.luboeinski_tetzlaff2021(), jnp.asarray(-1.0))
     protocol = cp.stc_protocol("WTET", hours=0.01, settle=0.0)
     with pytest.raises(ValueError, match="solve_stc: LuboeinskiTetzlaff2021: tau_p must be > 0 ms"):

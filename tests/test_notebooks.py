@@ -47,9 +47,12 @@ def test_stored_notebook_shows_its_figures(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs_in_a_kernel(path, tmp_path, monkeypatch):
-    # The kernel is another process: it shares this run's compilation cache through JAX's environment.
+    # The kernel is another process: it shares this run's compilation cache through JAX's
+    # environment, and, as the rest of the suite (conftest.py), skips the run-time checks of
+    # traced values, whose host callbacks would keep its programs out of that cache.
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", os.environ["CA_PLAST_TEST_CACHE"])
     monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    monkeypatch.setenv("CA_PLAST_RUN_TIME_CHECKS", "0")
     notebook = _runner().execute(path, SMALL[path.name], cwd=tmp_path, timeout=900)
     for index, cell in enumerate(notebook.cells):
         for output in cell.get("outputs", []):

@@ -107,7 +107,7 @@ def test_library_figures_show_as_images_in_jupyter():
     assert isinstance(cp.plot_stc(np.arange(3.0), traces), cp.Figure)
 
 
-def test_run_time_checks_can_be_switched_off():
+def test_run_time_checks_can_be_switched_off(run_time_checks):
     """With the checks on, a traced negative time constant stops the run; off, it is not looked at
     (the command line checks every value before tracing)."""
     rule = cp.gb2012_preset("DP")
