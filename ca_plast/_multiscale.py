@@ -418,8 +418,9 @@ def simulate_stc(
     `max_post_spikes` times in a trial, the batch is rerun with twice the room. The result
     has a leading trial axis. `hardware`: None, or a `BSS2` configuration to solve the
     plasticity on the emulated chip (`solve_stc_hardware`; its `period` a multiple of `unit`).
-    `progress`: run the trials in about ten slices with a progress bar on stderr once they
-    take more than 2 s (same results: trial i keeps its key).
+    `progress`: run the trials in slices (about ten, at least 50 trials each: the solver
+    vmaps them) with a progress bar on stderr once they take more than 2 s (same results:
+    trial i keeps its key).
     """
     protocols = list(protocols)
     synapses = bool(protocols) and not isinstance(protocols[0], Protocol)
@@ -447,7 +448,7 @@ def simulate_stc(
     while True:
         solution = in_chunks(
             lambda part: _batched(rule, neuron, *part, float(record_every), room, synapses, hardware), (spikes, keys),
-            label=f"stc ({len(protocols)} trials)", progress=progress)
+            label=f"stc ({len(protocols)} trials)", progress=progress, min_size=50)
         if neuron is None or not np.any(np.asarray(solution.n_late)):
             return solution
         if room > 100 * spikes.pre_tick.shape[-1] + 1024:

@@ -61,11 +61,13 @@ class Progress:
 
 
 def in_chunks(fn: Callable[[PyTree], PyTree], batch: PyTree, *, label: str, progress: bool, chunks: int = 10,
-              delay: float = 2.0) -> PyTree:
+              min_size: int = 1, delay: float = 2.0) -> PyTree:
     """`fn(batch)` for a batch whose arrays share a leading axis, with a progress bar.
 
     Without `progress`, one call. With it, the batch is cut into about `chunks` slices of
-    equal size (the last one padded by repeating the last element, then trimmed), so a
+    equal size, at least `min_size` elements each (a vmapped solver loops over its steps
+    once per slice: slices too narrow would cost more than the bar is worth), the last one
+    padded by repeating the last element, then trimmed, so a
     jit-compiled `fn` compiles once; the bar advances after each slice and shows from
     `delay` seconds on (`Progress`). `fn` must treat
     the elements of the batch independently (as a vmap or lax.map does): then both ways
@@ -75,7 +77,7 @@ def in_chunks(fn: Callable[[PyTree], PyTree], batch: PyTree, *, label: str, prog
     if not progress or not leaves:
         return fn(batch)
     n = leaves[0].shape[0]
-    size = max(1, math.ceil(n / chunks))
+    size = max(1, min_size, math.ceil(n / chunks))
     bar = Progress(True, n, label, delay=delay)
     host = jax.tree.map(_to_host, batch)  # sliced on the host: no device program per slice
     parts = []

@@ -104,8 +104,9 @@ def stdp_ratios(
     `hardware`: None, or a `BSS2` configuration to run the simulation on emulated
     BrainScaleS-2 hardware (`hardware_ratios`; method "scan", update period a multiple of
     `step`).
-    `progress`: simulations run in about ten slices of the protocols, with a progress bar on
-    stderr once they take more than 2 s (same results: protocol i keeps its key).
+    `progress`: simulations run in slices of the protocols (about ten; at least 32 each for
+    "events"), with a progress bar on stderr once they take more than 2 s (same results:
+    protocol i keeps its key).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
@@ -137,6 +138,9 @@ def stdp_ratios(
                                progress=progress)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(protocols)))
     batched = _batched_scan if method == "scan" else _batched_events
+    # The scan solver takes protocols one after another (lax.map): any slice costs nothing; the
+    # event solver vmaps them, and slices of at least 32 keep its vectors wide.
     ratio, sem = in_chunks(lambda part: batched(rule, *part, int(n_synapses)), (spikes, keys),
-                           label=f"stdp ({method}, {len(protocols)} protocols)", progress=progress)
+                           label=f"stdp ({method}, {len(protocols)} protocols)", progress=progress,
+                           min_size=1 if method == "scan" else 32)
     return np.asarray(ratio), np.asarray(sem)

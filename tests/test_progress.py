@@ -17,12 +17,13 @@ from ca_plast._validation import set_run_time_checks
 
 
 def test_slices_with_progress_equal_one_call(getkey):
-    """The bar's slices (here 1 protocol each) give what one batched call gives: protocol i keeps its key."""
+    """The bar's slices (here 32 and 8 protocols, padded to 32) give what one batched call gives:
+    protocol i keeps its key."""
     rule = cp.gb2012_preset("DP")
-    protocols = [cp.pairs(dt, 5, 5.0) for dt in (-30.0, -10.0, 10.0, 30.0, 50.0)]
+    protocols = [cp.pairs(dt, 3, 5.0) for dt in np.linspace(-50.0, 50.0, 40)]
     key = getkey()
-    whole = cp.stdp_ratios(rule, protocols, method="events", n_synapses=30, key=key)
-    sliced = cp.stdp_ratios(rule, protocols, method="events", n_synapses=30, key=key, progress=True)
+    whole = cp.stdp_ratios(rule, protocols, method="events", n_synapses=10, key=key)
+    sliced = cp.stdp_ratios(rule, protocols, method="events", n_synapses=10, key=key, progress=True)
     np.testing.assert_array_equal(whole[0], sliced[0])
     np.testing.assert_array_equal(whole[1], sliced[1])
 
