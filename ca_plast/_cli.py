@@ -4,7 +4,8 @@ User mistakes print one line to stderr and exit 2; failures exit 1; Ctrl-C exits
 line saying what was written (`_signals`); no tracebacks for any of them. Every argument,
 output path and size is checked before any computation. Subcommands `fit` and `stc` live with
 their subsystems (`ca_plast.fitting._cli`, `ca_plast._stc_cli`), each providing
-`add_arguments(parser)` and `run(args, interrupts) -> int`.
+`DESCRIPTION`, `EXAMPLES`, `add_arguments(parser)` and `run(args, interrupts) -> int`; only
+the command being run is imported. Compiled programs are kept between runs (`_cache`).
 """
 
 import argparse
