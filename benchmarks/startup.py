@@ -8,7 +8,8 @@ starting UP (rho = 1) per dt (4200 in all), noise on, readout GB2012's change ra
 1. ca_plast, whole process (`subprocess`, `time.perf_counter` around it):
    `ca-plast stdp --preset DP --method events --trials 100 --csv OUT.csv`. Each round makes a
    fresh, empty cache folder (CA_PLAST_CACHE_DIR): its first run compiles every program and
-   fills the folder, the --repeats runs after it load them (warm cache). --rounds rounds;
+   fills the folder (JAX's cache and the stored executables of the batched solver and the
+   keys), the --repeats runs after it load them (warm cache). --rounds rounds;
    medians of first and of later runs, ratio later / first (target <= 0.40). One run with
    --no-cache for reference, and `python -c "import ca_plast._cli"` (the import floor: what
    any run pays before it computes). Every run must write the same CSV (same seed).

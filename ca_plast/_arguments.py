@@ -38,14 +38,18 @@ def _home_relative(path: Path) -> str:
     return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
 
 
-def use_cache(args: argparse.Namespace) -> None:
-    """Turn on the compilation cache as `cache_arguments` asked. A folder the user named must be
-    usable (UsageError otherwise); the default one is skipped silently when it is not."""
+def use_cache(args: argparse.Namespace) -> Path | None:
+    """Turn on the compilation cache as `cache_arguments` asked and return its folder (None: no
+    cache). A folder the user named must be usable (UsageError otherwise); the default one is
+    skipped silently when it is not."""
     if args.no_cache:
-        return
+        return None
     folder = default_folder() if args.cache_dir is None else Path(args.cache_dir).expanduser()
-    if not enable_compilation_cache(folder) and args.cache_dir is not None:
+    if enable_compilation_cache(folder):
+        return folder
+    if args.cache_dir is not None:
         raise UsageError(f"--cache-dir {args.cache_dir!r}: cannot create or write that folder")
+    return None
 
 
 def seed(text: str) -> int:

@@ -46,6 +46,7 @@ from ._calcium import AbstractCalcium
 from ._custom_types import Array, Key
 from ._early_phase import Affine, GraupnerBrunel2012, safe_sqrt
 from ._fixed_point import FixedPoint
+from ._programs import stored_jit
 from ._progress import in_chunks
 from ._protocols import Protocol
 from ._rounding import (
@@ -425,7 +426,7 @@ def solve_hardware(
     return solutions[0] if isinstance(hardware, BSS2) else solutions
 
 
-@eqx.filter_jit
+@stored_jit
 def _batched_populations(rule, configs, spikes, keys, n_synapses):
     def one(args):
         sp, k = args

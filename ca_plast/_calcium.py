@@ -13,11 +13,8 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from ._custom_types import Array, CalciumState
+from ._fields import array_field
 from ._validation import NONNEGATIVE, NONNEGATIVE_MS, POSITIVE, POSITIVE_MS, Bound, check_fields
-
-
-def _field(**kwargs):
-    return eqx.field(converter=jnp.asarray, **kwargs)
 
 
 def time_above(c0: Array, theta: Array, tau_ca: Array, s: Array) -> Array:
@@ -76,10 +73,10 @@ class LinearCalcium(AbstractCalcium):
     delay of the presynaptic contribution).
     """
 
-    C_pre: Array = _field()
-    C_post: Array = _field()
-    tau_ca: Array = _field()
-    D: Array = _field()
+    C_pre: Array = array_field()
+    C_post: Array = array_field()
+    tau_ca: Array = array_field()
+    D: Array = array_field()
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "C_pre": NONNEGATIVE, "C_post": NONNEGATIVE, "tau_ca": POSITIVE_MS, "D": NONNEGATIVE_MS,
@@ -113,11 +110,11 @@ class NonlinearCalcium(AbstractCalcium):
     decay with the same `tau_ca`. State: `(c, c_pre)`.
     """
 
-    C_pre: Array = _field()
-    C_post: Array = _field()
-    tau_ca: Array = _field()
-    D: Array = _field()
-    nl: Array = _field(default=2.0)
+    C_pre: Array = array_field()
+    C_post: Array = array_field()
+    tau_ca: Array = array_field()
+    D: Array = array_field()
+    nl: Array = array_field(default=2.0)
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "C_pre": POSITIVE, "C_post": NONNEGATIVE, "tau_ca": POSITIVE_MS, "D": NONNEGATIVE_MS, "nl": POSITIVE,
@@ -159,12 +156,12 @@ class CoincidenceCalcium(AbstractCalcium):
     `(c, time since last pre arrival, time since last post spike)`, times in ms.
     """
 
-    C_pre: Array = _field(default=0.5)
-    C_post: Array = _field(default=1.0)
-    C_coinc: Array = _field(default=2.0)
-    tau_ca: Array = _field(default=50.0)
-    D: Array = _field(default=0.0)
-    window: Array = _field(default=0.1)
+    C_pre: Array = array_field(default=0.5)
+    C_post: Array = array_field(default=1.0)
+    C_coinc: Array = array_field(default=2.0)
+    tau_ca: Array = array_field(default=50.0)
+    D: Array = array_field(default=0.0)
+    window: Array = array_field(default=0.1)
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "C_pre": NONNEGATIVE, "C_post": NONNEGATIVE, "C_coinc": NONNEGATIVE, "tau_ca": POSITIVE_MS,

@@ -5,7 +5,7 @@ line saying what was written (`_signals`); no tracebacks for any of them. Every 
 output path and size is checked before any computation. Subcommands `fit` and `stc` live with
 their subsystems (`ca_plast.fitting._cli`, `ca_plast._stc_cli`), each providing
 `DESCRIPTION`, `EXAMPLES`, `add_arguments(parser)` and `run(args, interrupts) -> int`; only
-the command being run is imported. Compiled programs are kept between runs (`_cache`).
+the command being run is imported. Compiled programs are kept between runs (`_cache`, `_programs`).
 """
 
 import argparse
@@ -26,6 +26,7 @@ from ._arguments import (
     write_outputs,
 )
 from ._limits import MAX_TICKS, simulation_bytes
+from ._programs import storing_programs
 from ._signals import Interrupted, Interrupts
 from ._validation import set_run_time_checks
 
@@ -120,9 +121,8 @@ def _run_stdp(args, interrupts: Interrupts) -> int:
     csv = output("-" if args.csv is None else args.csv, "--csv")
     plot = output(args.plot, "--plot", plot=True)
 
-    import jax
-
     from ._bss2 import BSS2
+    from ._programs import seed_key
     from ._protocols import pairs
     from ._stdp import stdp_ratios
 
@@ -130,7 +130,7 @@ def _run_stdp(args, interrupts: Interrupts) -> int:
     rule = _presets.gb2012_preset(args.preset)
     protocols = [pairs(float(dt), args.pairs, args.freq) for dt in dts]
     ratio, sem = stdp_ratios(
-        rule, protocols, method=method, n_synapses=args.trials, key=jax.random.key(args.seed), step=args.step_ms,
+        rule, protocols, method=method, n_synapses=args.trials, key=seed_key(args.seed), step=args.step_ms,
         hardware=hardware, progress=True,
     )
     if hardware is not None:
@@ -219,14 +219,15 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
             command = args.command
             interrupts.message = f"ca-plast {command}: interrupted; nothing written"
-            use_cache(args)
+            cache = use_cache(args)
             if argv is None:
                 # The console script checks every value before anything is traced, so its programs
                 # need no run-time checks, whose host callbacks would keep them out of the cache.
                 set_run_time_checks(False)
-            if args.command == "stdp":
-                return _run_stdp(args, interrupts)
-            return importlib.import_module(_DELEGATED[args.command][0]).run(args, interrupts)
+            with storing_programs(cache):
+                if args.command == "stdp":
+                    return _run_stdp(args, interrupts)
+                return importlib.import_module(_DELEGATED[args.command][0]).run(args, interrupts)
         except UsageError as error:
             message = str(error)
             print(message if message.startswith("ca-plast") else f"{_prefix(command)}: {message}", file=sys.stderr)

@@ -18,11 +18,8 @@ import jax.numpy as jnp
 
 from ._calcium import AbstractCalcium, time_above
 from ._custom_types import Array
+from ._fields import array_field
 from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, UNIT_INTERVAL, Bound, check_fields
-
-
-def _field(**kwargs):
-    return eqx.field(converter=jnp.asarray, **kwargs)
 
 
 class GraupnerBrunel2012(eqx.Module):
@@ -35,15 +32,15 @@ class GraupnerBrunel2012(eqx.Module):
     """
 
     calcium: AbstractCalcium
-    theta_p: Array = _field()
-    theta_d: Array = _field()
-    gamma_p: Array = _field()
-    gamma_d: Array = _field()
-    tau: Array = _field()
-    sigma: Array = _field()
-    rho_star: Array = _field(default=0.5)
-    beta: Array = _field(default=0.5)
-    b: Array = _field(default=5.0)
+    theta_p: Array = array_field()
+    theta_d: Array = array_field()
+    gamma_p: Array = array_field()
+    gamma_d: Array = array_field()
+    tau: Array = array_field()
+    sigma: Array = array_field()
+    rho_star: Array = array_field(default=0.5)
+    beta: Array = array_field(default=0.5)
+    b: Array = array_field(default=5.0)
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "theta_p": POSITIVE, "theta_d": POSITIVE, "gamma_p": NONNEGATIVE, "gamma_d": NONNEGATIVE,

@@ -20,13 +20,10 @@ import jax
 import jax.numpy as jnp
 
 from ._custom_types import Array, Bool
+from ._fields import array_field
 from ._validation import FINITE, NONNEGATIVE_MS, POSITIVE_MS, Bound, check_fields
 
 _BISECTIONS = 60
-
-
-def _field(**kwargs):
-    return eqx.field(converter=jnp.asarray, **kwargs)
 
 
 def _relative_expm1(a: Array) -> Array:
@@ -59,14 +56,14 @@ class LeakyIntegrateAndFire(eqx.Module):
     from the presynaptic spike to the current jump).
     """
 
-    tau_mem: Array = _field(default=10.0)
-    R: Array = _field(default=10.0)
-    V_rest: Array = _field(default=-65.0)
-    V_th: Array = _field(default=-55.0)
-    V_reset: Array = _field(default=-70.0)
-    t_ref: Array = _field(default=2.0)
-    tau_syn: Array = _field(default=5.0)
-    delay: Array = _field(default=3.0)
+    tau_mem: Array = array_field(default=10.0)
+    R: Array = array_field(default=10.0)
+    V_rest: Array = array_field(default=-65.0)
+    V_th: Array = array_field(default=-55.0)
+    V_reset: Array = array_field(default=-70.0)
+    t_ref: Array = array_field(default=2.0)
+    tau_syn: Array = array_field(default=5.0)
+    delay: Array = array_field(default=3.0)
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "tau_mem": POSITIVE_MS, "tau_syn": POSITIVE_MS, "R": Bound(0.0, strict=True, unit=" MOhm"),

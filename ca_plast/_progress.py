@@ -79,6 +79,10 @@ def in_chunks(fn: Callable[[PyTree], PyTree], batch: PyTree, *, label: str, prog
     n = leaves[0].shape[0]
     size = max(1, min_size, math.ceil(n / chunks))
     bar = Progress(True, n, label, delay=delay)
+    if size >= n:  # one slice: the batch as it is
+        result = fn(batch)
+        bar.update(n, final=True)
+        return result
     host = jax.tree.map(_to_host, batch)  # sliced on the host: no device program per slice
     parts = []
     for start in range(0, n, size):

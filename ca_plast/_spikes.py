@@ -94,7 +94,7 @@ def to_spikes(protocols: Protocol | Sequence[Protocol], unit: float = 0.1) -> Sp
 
     def device(x, dtype=None):
         x = x[0] if single else x
-        return jnp.asarray(x, dtype=dtype)
+        return jax.device_put(np.asarray(x, dtype=dtype))  # a copy to the device, no program to compile
 
     float_dtype = jnp.result_type(float)
     return Spikes(

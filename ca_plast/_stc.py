@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from ._calcium import AbstractCalcium, LinearCalcium, time_above
 from ._custom_types import Array, Bool, Float
 from ._early_phase import threshold_drive
+from ._fields import array_field
 from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, Bound, check_fields
 
 POSITIVE_MV = Bound(0.0, strict=True, unit=" mV")
@@ -54,10 +55,6 @@ OUTCOMES = (
     "early-LTD with tag",
     "late-LTD",
 )
-
-
-def _field(**kwargs):
-    return eqx.field(converter=jnp.asarray, **kwargs)
 
 
 class STCState(eqx.Module):
@@ -111,20 +108,20 @@ class LuboeinskiTetzlaff2021(eqx.Module):
     """
 
     calcium: AbstractCalcium
-    theta_p: Array = _field()
-    theta_d: Array = _field()
-    gamma_p: Array = _field()
-    gamma_d: Array = _field()
-    tau_h: Array = _field()
-    sigma_pl: Array = _field()
-    h0: Array = _field()
-    theta_tag: Array = _field()
-    theta_pro: Array = _field()
-    alpha: Array = _field()
-    tau_p: Array = _field()
-    tau_z: Array = _field()
-    leak: Array = _field(default=0.1)
-    h_max: Array = _field(default=10.0)
+    theta_p: Array = array_field()
+    theta_d: Array = array_field()
+    gamma_p: Array = array_field()
+    gamma_d: Array = array_field()
+    tau_h: Array = array_field()
+    sigma_pl: Array = array_field()
+    h0: Array = array_field()
+    theta_tag: Array = array_field()
+    theta_pro: Array = array_field()
+    alpha: Array = array_field()
+    tau_p: Array = array_field()
+    tau_z: Array = array_field()
+    leak: Array = array_field(default=0.1)
+    h_max: Array = array_field(default=10.0)
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "theta_p": POSITIVE, "theta_d": POSITIVE, "theta_tag": POSITIVE, "theta_pro": POSITIVE, "leak": POSITIVE,

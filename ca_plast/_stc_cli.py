@@ -80,10 +80,9 @@ def run(args, interrupts: Interrupts) -> int:
     protocol = _check(args)
     csv = output("-" if args.csv is None else args.csv, "--csv")
     plot = output(args.plot, "--plot", plot=True)
-    import jax
-
     from ._lif import LeakyIntegrateAndFire
     from ._multiscale import simulate_stc
+    from ._programs import seed_key
     from ._stc import OUTCOMES, classify_outcome, luboeinski_tetzlaff2021
     from ._stc_hardware import BSS2_STC
     from ._stc_plotting import stc_percentages
@@ -93,7 +92,7 @@ def run(args, interrupts: Interrupts) -> int:
     protocols = stc_protocols(protocol, args.trials, seed=args.seed, poisson=args.poisson, hours=args.hours,
                               settle=SETTLE_MS)
     hardware = BSS2_STC if args.hardware == "bss2" else None
-    solution = simulate_stc(rule, protocols, key=jax.random.key(args.seed), neuron=LeakyIntegrateAndFire(),
+    solution = simulate_stc(rule, protocols, key=seed_key(args.seed), neuron=LeakyIntegrateAndFire(),
                             record_every=RECORD_EVERY_MS, hardware=hardware, progress=True)
     # Record k is at k * RECORD_EVERY_MS (exact in float64 here, whatever the device precision).
     t_h = (RECORD_EVERY_MS * np.arange(solution.h.shape[-1]) - SETTLE_MS) / MS_PER_HOUR

@@ -2,7 +2,6 @@
 
 from collections.abc import Sequence
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +12,7 @@ from ._density import DensityGrid, density_ratios
 from ._early_phase import GraupnerBrunel2012
 from ._events import solve_events
 from ._limits import check_memory, simulation_bytes
+from ._programs import stored_jit
 from ._progress import in_chunks
 from ._protocols import Protocol
 from ._scan import solve_scan
@@ -63,21 +63,26 @@ def events_ratio(rule: GraupnerBrunel2012, spikes: Spikes, n_synapses: int, *, k
     return population_ratio(rule, rho[:n_synapses], rho[n_synapses:])
 
 
-@eqx.filter_jit
+@stored_jit
 def _batched_events(rule, spikes, keys, n_synapses):
     return jax.vmap(lambda s, k: events_ratio(rule, s, n_synapses, key=k))(spikes, keys)
 
 
-@eqx.filter_jit
+@stored_jit
 def _batched_closed_form(rule, spikes):
     return jax.vmap(closed_form_ratio, in_axes=(None, 0))(rule, spikes)
 
 
-@eqx.filter_jit
+@stored_jit
 def _batched_scan(rule, spikes, keys, n_synapses):
     # lax.map, not vmap: under vmap the per-step `cond` that skips noise-free steps would
     # become a select and draw normals at every step of every protocol.
     return jax.lax.map(lambda args: scan_ratio(rule, args[0], n_synapses, key=args[1]), (spikes, keys))
+
+
+@stored_jit
+def _protocol_keys(key: Key, index) -> Key:
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
 
 
 def stdp_ratios(
@@ -136,7 +141,7 @@ def stdp_ratios(
 
         return hardware_ratios(rule, protocols, hardware, n_synapses=int(n_synapses), key=key, step=step,
                                progress=progress)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(protocols)))
+    keys = _protocol_keys(key, np.arange(len(protocols)))
     batched = _batched_scan if method == "scan" else _batched_events
     # The scan solver takes protocols one after another (lax.map): any slice costs nothing; the
     # event solver vmaps them, and slices of at least 32 keep its vectors wide.

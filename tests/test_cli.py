@@ -103,17 +103,19 @@ def _run(argv, env):
 
 
 def test_console_script_caches_its_programs(tmp_path):
-    """The command line's programs carry no host callback, so JAX stores them on disk; a second run
-    with the same folder compiles nothing new, and --no-cache reads and writes nothing."""
+    """The command line's programs carry no host callback, so they can be kept on disk: the
+    batched solver and the key are stored whole (programs/), the rest in JAX's cache; a second
+    run with the same folder adds nothing, and --no-cache reads and writes nothing."""
     env = {**os.environ, "CA_PLAST_CACHE_DIR": str(tmp_path / "cache")}
     argv = ["stdp", "--preset", "DP", "--dt-range", "-10:10:10", "--pairs", "5"]
     first = _run(argv, env)
     assert first.returncode == 0, first.stderr
-    entries = {p.name for p in (tmp_path / "cache").iterdir()}
-    assert any(name.startswith("jit__batched_closed_form-") for name in entries), sorted(entries)
+    entries = {str(p.relative_to(tmp_path)) for p in (tmp_path / "cache").rglob("*") if p.is_file()}
+    stored = [name for name in entries if name.startswith("cache/programs/") and name.endswith(".ca-plast-program")]
+    assert len(stored) == 2, sorted(entries)  # the closed form's batch and the key
     second = _run(argv, env)
     assert second.returncode == 0 and second.stdout == first.stdout
-    assert {p.name for p in (tmp_path / "cache").iterdir()} == entries
+    assert {str(p.relative_to(tmp_path)) for p in (tmp_path / "cache").rglob("*") if p.is_file()} == entries
     off = _run([*argv, "--no-cache", "--cache-dir", str(tmp_path / "unused")], env)
     assert off.returncode == 0 and off.stdout == first.stdout and not (tmp_path / "unused").exists()
 

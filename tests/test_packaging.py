@@ -96,12 +96,14 @@ def test_wheel_installs_fitting_inside_ca_plast(sdist, tmp_path):
 
 
 def lower_bounds(pyproject: dict) -> dict[str, str]:
-    """`name: version` for every `name>=version` in [project] dependencies."""
+    """`name: version` for every `name>=version` in [project] dependencies (a requirement with no
+    lower bound, such as an excluded release, is left out)."""
     bounds = {}
     for line in pyproject["project"]["dependencies"]:
         requirement = Requirement(line)
-        (low,) = [spec.version for spec in requirement.specifier if spec.operator == ">="]
-        bounds[requirement.name] = low
+        for spec in requirement.specifier:
+            if spec.operator == ">=":
+                bounds[requirement.name] = spec.version
     return bounds
 
 
