@@ -13,7 +13,7 @@ the cubic drift as negligible during the protocol, so rho is an Ornstein-Uhlenbe
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import erf
+from jax.lax import erf  # what jax.scipy.special.erf calls, without importing that module (0.06 s)
 
 from ._custom_types import Array
 from ._early_phase import GraupnerBrunel2012

@@ -81,7 +81,7 @@ from ca_plast._progress import Progress
 from ca_plast._spikes import without_ticks
 
 from ._datasets import Dataset
-from ._losses import LOSSES, METHODS, chi2, predict
+from ._losses import LOSSES, METHODS, checked_prediction, chi2, predict
 from ._transforms import FreeParameters
 
 CHECKPOINT_FORMAT = 2  # 2: a kind and a checksum in every file
@@ -539,8 +539,8 @@ def fit(
             model, init, problem, steps=density_steps, tol=tol, grid=grid, progress=progress, checkpoint_every=checkpoint_every, resume=resume, meta=meta,
             checkpoint=None if checkpoint is None else checkpoint_files(checkpoint)[1])
     if hardware is None:
-        initial_prediction = _prediction(init, dataset, method, grid)
-        prediction = _prediction(model, dataset, method, grid) if prediction is None else prediction
+        initial_prediction = checked_prediction(init, dataset.spikes(), method, grid)
+        prediction = checked_prediction(model, dataset.spikes(), method, grid) if prediction is None else prediction
     else:
         model, prediction, initial_prediction, record = _refine_and_keep_better(
             dataset, init, model, free_parameters, hardware, refinement, loss=loss, seed=seed, progress=progress,
@@ -576,14 +576,6 @@ def fit(
     )
 
 
-def _prediction(rule: GraupnerBrunel2012, dataset: Dataset, method: str, grid: ca_plast.DensityGrid) -> np.ndarray:
-    """The change ratio of every data point by `method`, checked (density: mass kept on the grid, which widens if needed)."""
-    spikes = dataset.spikes()
-    if method == "density":
-        return ca_plast.density_ratios(rule, spikes, grid)[0]
-    return np.asarray(predict(rule, spikes, method))
-
-
 # Factors k of the closed form's invariance (tau, gamma_p, gamma_d, sigma^2) -> k (...) tried by the density stage.
 SCALES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 INVARIANT = ("tau", "gamma_p", "gamma_d", "sigma")
@@ -595,7 +587,6 @@ def rescaled(rule: GraupnerBrunel2012, k: float) -> GraupnerBrunel2012:
                        (rule.tau * k, rule.gamma_p * k, rule.gamma_d * k, rule.sigma * np.sqrt(k)))
 
 
-@eqx.filter_jit
 class _Quasi(eqx.Module):
     """State of the density stage: the point and the L-BFGS state."""
 

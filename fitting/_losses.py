@@ -10,8 +10,9 @@ grows like z^2 for small residuals and like 2|z| for outliers (as in SciPy's
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ca_plast import DensityGrid, GraupnerBrunel2012, Spikes, closed_form_ratio, density_ratio
+from ca_plast import DensityGrid, GraupnerBrunel2012, Spikes, closed_form_ratio, density_ratio, density_ratios
 
 from ca_plast._custom_types import Array, Float
 from ca_plast._spikes import without_ticks
@@ -34,6 +35,16 @@ def predict(rule: GraupnerBrunel2012, spikes: Spikes, method: str = "closed-form
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
     return _predict(rule, without_ticks(spikes), method, grid)
+
+
+def checked_prediction(rule: GraupnerBrunel2012, spikes: Spikes, method: str,
+                       grid: DensityGrid = DensityGrid()) -> np.ndarray:
+    """The change ratio of every protocol by `method`, as a fit reports it: "density" through
+    `ca_plast.density_ratios` (checked: the grid widens or refines where mass would leave it or
+    the noise is too narrow for it), "closed-form" through `predict`."""
+    if method == "density":
+        return density_ratios(rule, spikes, grid)[0]
+    return np.asarray(predict(rule, spikes, method))
 
 
 @eqx.filter_jit

@@ -18,7 +18,7 @@ from ca_plast._output import write_file
 from ca_plast._plotting import Figure, figure_bytes
 
 from ._fit import FitResult, versions
-from ._losses import chi2, predict
+from ._losses import checked_prediction, chi2
 from ._transforms import parameter_values
 
 
@@ -31,8 +31,8 @@ def reference_score(result: FitResult) -> dict | None:
     rule = ca_plast.gb2012_preset(name)
     record = {"preset": name, "method": result.method}
     for method in dict.fromkeys((result.method, "closed-form")):
-        model = ca_plast.density_ratios(rule, data.spikes())[0] if method == "density" else predict(rule, data.spikes())
-        record["chi2_mean" if method == result.method else "chi2_mean_closed_form"] = float(chi2(np.asarray(model), data.data, data.sem))
+        model = checked_prediction(rule, data.spikes(), method)
+        record["chi2_mean" if method == result.method else "chi2_mean_closed_form"] = float(chi2(model, data.data, data.sem))
     return record
 
 
@@ -166,8 +166,7 @@ def model_curves(result: FitResult) -> dict[str, dict] | None:
         protocols += [data.curve(int(idx[0]), float(x)) for x in grid]
     spikes = ca_plast.to_spikes(protocols, unit=1.0)
     for name, rule in rules.items():
-        ratios = (ca_plast.density_ratios(rule, spikes)[0] if result.method == "density"
-                  else np.asarray(predict(rule, spikes, "closed-form")))
+        ratios = checked_prediction(rule, spikes, result.method)
         for key, start, stop in where:
             curves[key][name] = ratios[start:stop]
     return curves
