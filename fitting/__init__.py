@@ -14,6 +14,7 @@ from ._datasets import (
     DATASETS as DATASETS,
     Dataset as Dataset,
     combine as combine,
+    joint as joint,
     load_dataset as load_dataset,
     modellings as modellings,
 )

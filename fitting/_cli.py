@@ -1,6 +1,6 @@
-"""`ca-plast fit`: fit a GB2012 preset's parameters to a shipped data set.
+"""`ca-plast fit`: fit a GB2012 preset's parameters to shipped data sets or the user's own (CSV).
 
-    ca-plast fit --dataset NAME --init PRESET [--free NAME,NAME,...] [--steps N] [--seed S]
+    ca-plast fit (--dataset NAME | --data FILE.csv)... --init PRESET [--free NAME,NAME,...] [--steps N] [--seed S]
                  [--method density|closed-form] [--hardware none|bss2] --out DIR [--resume | --force]
                  [--modelling M] [--starts K] [--loss L] [--density-steps N] [--refine-steps N]
 
@@ -46,7 +46,7 @@ MAX_STEPS = 1_000_000
 
 DESCRIPTION = """\
 Fit the parameters of a GB2012 rule, started from a parameter set, to a shipped STDP data
-set by gradient descent: screened random starts and Adam in GB2012's closed form, then
+set or your own (a CSV file; several at once for a joint fit) by gradient descent: screened random starts and Adam in GB2012's closed form, then
 (--method density, the default) L-BFGS in the model itself, on the density solver's exact
 prediction, so that the reported mean z^2 and the plotted curves are the model's. An
 event-driven simulation of the fitted rule checks the result. Writes fit.json, fit.csv,
@@ -57,6 +57,8 @@ examples:
   ca-plast fit --dataset sjostrom2001 --init DP --out results/sjostrom
   ca-plast fit --dataset bipoo1998 --init hippocampal_slices --free theta_p,theta_d,sigma --out results/bipoo
   ca-plast fit --dataset sjostrom2001 --init DP --out results/sjostrom --resume     # after Ctrl-C
+  ca-plast fit --data mylab.csv --init DP --out results/mylab     # rows like: pairs,10,60,1,1.21,0.05
+  ca-plast fit --dataset wittenberg_wang2006_pairs --data mylab.csv --init hippocampal_slices --out results/joint
   ca-plast fit --dataset wittenberg_wang2006 --init hippocampal_slices --method closed-form --steps 300 --out results/ww"""
 
 
@@ -66,7 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ._datasets import DATASETS
     from ._losses import LOSSES, METHODS
 
-    parser.add_argument("--dataset", required=True, metavar="NAME", help=f"data set: {', '.join(DATASETS)}")
+    parser.add_argument("--dataset", action="append", metavar="NAME",
+                        help=f"shipped data set: {', '.join(DATASETS)} (repeat, or add --data, for a joint fit)")
+    parser.add_argument("--data", action="append", metavar="FILE.csv",
+                        help="your own data: a CSV file, one row per measurement with its protocol "
+                             "(columns protocol,dt_ms,n_pairs,freq_hz,ratio,sem for spike pairs; the documentation's "
+                             "fitting page lists every protocol) (repeat for a joint fit)")
     parser.add_argument("--init", required=True, metavar="PRESET",
                         help=f"GB2012 parameter set to start from: {', '.join(GB2012_PRESETS)}")
     parser.add_argument("--free", default=DEFAULT_FREE, metavar="NAME,...",
@@ -159,7 +166,7 @@ def run(args, interrupts: Interrupts) -> int:
 
     import ca_plast
 
-    from ._datasets import DATASETS, load_dataset, modellings
+    from ._datasets import DATASETS, Dataset, joint, load_dataset, modellings
     from ._fit import Refinement
     from ._losses import LOSSES, METHODS
     from ._transforms import FreeParameters
@@ -168,13 +175,23 @@ def run(args, interrupts: Interrupts) -> int:
         raise UsageError(f"unknown --hardware {args.hardware!r}; valid: none, bss2")
     if args.method not in METHODS:
         raise UsageError(f"unknown --method {args.method!r}; valid: {', '.join(METHODS)}")
-    if args.dataset not in DATASETS:
-        raise UsageError(f"unknown data set {args.dataset!r}; valid data sets: {', '.join(DATASETS)}")
+    names, files = args.dataset or [], args.data or []
+    if not names and not files:
+        raise UsageError("ca-plast fit: give --dataset NAME or --data FILE.csv (either may repeat, for a joint fit)")
+    for name in names:
+        if name not in DATASETS:
+            raise UsageError(f"unknown data set {name!r}; valid data sets: {', '.join(DATASETS)}")
+    repeated = [x for i, x in enumerate(names + files) if x in (names + files)[:i]]
+    if repeated:
+        raise UsageError(f"ca-plast fit: {repeated[0]!r} is given twice; give each data set once")
+    if args.modelling is not None and (len(names) != 1 or files):
+        raise UsageError("ca-plast fit: --modelling applies to a single --dataset; joint fits use each data set's "
+                         "default modelling")
     if args.init not in ca_plast.GB2012_PRESETS:
         raise UsageError(f"unknown preset {args.init!r}; valid presets: {', '.join(ca_plast.GB2012_PRESETS)}")
-    if args.modelling is not None and args.modelling not in modellings(args.dataset):
-        raise UsageError(f"unknown --modelling {args.modelling!r} of {args.dataset}; "
-                         f"valid: {', '.join(modellings(args.dataset))}")
+    if args.modelling is not None and args.modelling not in modellings(names[0]):
+        raise UsageError(f"unknown --modelling {args.modelling!r} of {names[0]}; "
+                         f"valid: {', '.join(modellings(names[0]))}")
     if args.loss not in LOSSES:
         raise UsageError(f"unknown --loss {args.loss!r}; valid: {', '.join(LOSSES)}")
     for option, value, most in (("--steps", args.steps, MAX_STEPS), ("--density-steps", args.density_steps, MAX_STEPS),
@@ -191,9 +208,10 @@ def run(args, interrupts: Interrupts) -> int:
     init = ca_plast.gb2012_preset(args.init)
     try:
         FreeParameters(init, free)
-        dataset = load_dataset(args.dataset, args.modelling)
+        parts = [load_dataset(name, args.modelling) for name in names] + [Dataset.from_csv(path) for path in files]
     except ValueError as error:
         raise UsageError(f"ca-plast fit: {error}") from None
+    dataset = parts[0] if len(parts) == 1 else joint(parts)
     n_spikes = max(p.n_spikes for p in dataset.protocols)
     memory(simulation_bytes("closed-form", args.starts * dataset.n_points, n_spikes, 0),
            f"--starts {args.starts} on {dataset.n_points} protocols of up to {n_spikes} spikes", "lower --starts")
@@ -216,6 +234,11 @@ def run(args, interrupts: Interrupts) -> int:
         print(f"  closed-form fit: mean z^2 {stage['closed_form_fit']['chi2_closed_form']:.4g} in the closed form, "
               f"{stage['closed_form_fit']['chi2_density']:.4g} in the model (density solver); "
               f"{_density_start(stage)}, then {stage['steps']} L-BFGS iterations in the model")
+    for name, scores in (record["per_dataset"] or {}).items():
+        published = "" if reference is None or "per_dataset" not in reference else \
+            f"; published set {reference['preset']}: {reference['per_dataset'][name]:.4g}"
+        print(f"  {name} ({scores['n_points']} points): mean z^2 {scores['chi2_mean_initial']:.4g} -> "
+              f"{scores['chi2_mean']:.4g}{published}")
     if reference is not None:
         scores = f"mean z^2 {reference['chi2_mean']:.4g} ({reference['method']})"
         if "chi2_mean_closed_form" in reference:

@@ -19,6 +19,8 @@ import numpy as np
 import ca_plast
 from ca_plast import Protocol
 
+from ._table import describe, protocol_of, read_file, text_of, times_text, write_rows
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
@@ -33,6 +35,9 @@ class Dataset:
     `modelling`: which description of the protocols is used (`modelling_note` explains
     it). `source`: provenance of the numbers. `reference`: a published parameter set fit
     to these data, if any (a `ca_plast.GB2012_PRESETS` name), scored next to every fit.
+    `specs`: each point's protocol as a row of the CSV format (column -> text, `fitting`'s
+    `_table` module), when it has one: then `to_csv` writes the data set, and `from_csv`
+    reads it back to the same protocols.
     """
 
     name: str
@@ -49,10 +54,11 @@ class Dataset:
     panel: tuple[str, ...]
     reference: str | None = None
     curve: Callable[[int, float], Protocol] | None = None
+    specs: tuple[dict[str, str], ...] | None = None
 
     def __post_init__(self):
         n = len(self.protocols)
-        for field in ("labels", "data", "sem", "x", "series", "panel"):
+        for field in ("labels", "data", "sem", "x", "series", "panel") + (("specs",) if self.specs is not None else ()):
             if len(getattr(self, field)) != n:
                 raise ValueError(f"Dataset {self.name!r}: {field} has {len(getattr(self, field))} entries, expected {n}")
         if n == 0:
@@ -73,6 +79,47 @@ class Dataset:
         """All protocols as one padded, batched `ca_plast.Spikes` (ticks of `unit` ms)."""
         return ca_plast.to_spikes(list(self.protocols), unit=unit)
 
+    @classmethod
+    def from_csv(cls, path: str | Path, name: str | None = None) -> "Dataset":
+        """A data set from a CSV file of measurements and their protocols (the format is in
+        the module docstring of `fitting/_table.py` and on the documentation's fitting page).
+
+        `name`: default the file's name without its extension. ValueError naming the file,
+        line and column for anything that is not valid.
+        """
+        rows, comments = read_file(path)
+        specs = tuple(row.spec for row in rows)
+        described = [describe(spec) for spec in specs]
+        continuous = all("dt_ms" in spec for spec in specs)  # pairs, bursts, trains: drawn against dt
+
+        def curve(i: int, dt: float) -> Protocol:
+            return protocol_of({**specs[i], "dt_ms": text_of(dt)})
+
+        return cls(
+            name=Path(path).stem if name is None else name,
+            modelling="csv",
+            modelling_note=f"the protocols as written in {Path(path).name}",
+            source=comments or f"read from {path}",
+            labels=tuple(row.labels.get("label") or label for row, (label, _) in zip(rows, described)),
+            data=np.array([row.ratio for row in rows]),
+            sem=np.array([row.sem for row in rows]),
+            protocols=tuple(protocol_of(spec) for spec in specs),
+            x=np.array([float(spec["dt_ms"]) for spec in specs]) if continuous else np.arange(len(rows), dtype=float),
+            x_label="Δt = t_post − t_pre (ms)" if continuous else "",
+            series=tuple(row.labels.get("series") or series for row, (_, series) in zip(rows, described)),
+            panel=tuple(row.labels.get("panel", "") for row in rows),
+            curve=curve if continuous else None,
+            specs=specs,
+        )
+
+    def to_csv(self) -> str:
+        """The data set in the CSV format `from_csv` reads (its `source` as comment lines)."""
+        if self.specs is None:
+            raise ValueError(f"Dataset {self.name!r} has no CSV description of its protocols (specs)")
+        labels = [{k: v for k, v in (("label", label), ("series", series), ("panel", panel)) if v}
+                  for label, series, panel in zip(self.labels, self.series, self.panel)]
+        return write_rows(self.specs, self.data, self.sem, labels, self.source)
+
 
 def combine(name: str, parts: Sequence[Dataset], x_label: str) -> Dataset:
     """Several data sets fitted together; each part becomes one panel of the plot."""
@@ -91,7 +138,16 @@ def combine(name: str, parts: Sequence[Dataset], x_label: str) -> Dataset:
         panel=sum(((p.name,) * p.n_points for p in parts), ()),
         reference=parts[0].reference if len({p.reference for p in parts}) == 1 else None,
         curve=_combined_curve(parts),
+        specs=None if any(p.specs is None for p in parts) else sum((p.specs for p in parts), ()),
     )
+
+
+def joint(parts: Sequence[Dataset]) -> Dataset:
+    """Several data sets in one fit (`combine` named after them): one panel, and one mean z^2
+    in the report, per data set."""
+    names = [part.name for part in parts]
+    labels = list(dict.fromkeys(part.x_label for part in parts if part.x_label))
+    return combine("+".join(names), parts, " | ".join(labels))
 
 
 def _combined_curve(parts: Sequence[Dataset]) -> Callable[[int, float], Protocol] | None:
@@ -152,12 +208,36 @@ def _data_file(filename: str) -> Path:
 SJOSTROM_REGULAR_PAIRS = 75
 
 
-def _frequency_dataset(name: str, path: Path, modelling: str, protocol: Callable[[float, float], Protocol],
+# Each point's protocol as a row of the CSV format (`_table`): the shipped data sets are built
+# from these rows, so `Dataset.to_csv` can write them and `Dataset.from_csv` read them back.
+
+def _pairs(dt: float, n: int, freq: float) -> dict[str, str]:
+    return {"protocol": "pairs", "dt_ms": text_of(dt), "n_pairs": text_of(n), "freq_hz": text_of(freq)}
+
+
+def _trains(dt: float, freq: float, pairs_per_train: int, n_trains: int, train_period: float) -> dict[str, str]:
+    return {"protocol": "trains", "dt_ms": text_of(dt), "freq_hz": text_of(freq),
+            "pairs_per_train": text_of(pairs_per_train), "n_trains": text_of(n_trains),
+            "train_period_ms": text_of(train_period)}
+
+
+def _burst(dt: float, n: int, freq: float, n_post: int, interval: float, dt_to: str) -> dict[str, str]:
+    return {"protocol": "burst", "dt_ms": text_of(dt), "n_pairs": text_of(n), "freq_hz": text_of(freq),
+            "n_post": text_of(n_post), "interval_ms": text_of(interval), "dt_to": dt_to}
+
+
+def _repeated(kind: str, n: int, freq: float, **times: float) -> dict[str, str]:
+    return {"protocol": kind, **{k: text_of(v) for k, v in times.items()}, "n_pairs": text_of(n),
+            "freq_hz": text_of(freq)}
+
+
+def _frequency_dataset(name: str, path: Path, modelling: str, spec: Callable[[float, float], dict[str, str]],
                        reference: str | None = None) -> Dataset:
     """A frequency-dependence data set (columns freq_Hz, dt_ms, ratio_after_before, sem): one
-    series per dt against the pairing frequency; `protocol(dt, freq)` models each point."""
+    series per dt against the pairing frequency; `spec(dt, freq)` models each point."""
     table = _Table(path, ("freq_Hz", "dt_ms", "ratio_after_before", "sem"))
     freqs, dts = table.numbers("freq_Hz"), table.numbers("dt_ms")
+    specs = tuple(spec(dt, f) for f, dt in zip(freqs, dts))
     return Dataset(
         name=name,
         modelling=modelling,
@@ -166,29 +246,30 @@ def _frequency_dataset(name: str, path: Path, modelling: str, protocol: Callable
         labels=tuple(f"{f:g} Hz, dt {dt:+g} ms" for f, dt in zip(freqs, dts)),
         data=table.numbers("ratio_after_before"),
         sem=table.numbers("sem"),
-        protocols=tuple(protocol(dt, f) for f, dt in zip(freqs, dts)),
+        protocols=tuple(protocol_of(row) for row in specs),
         x=freqs,
         x_label="pairing frequency (Hz)",
         series=tuple(f"Δt = {dt:+g} ms" for dt in dts),
         panel=("",) * len(freqs),
         reference=reference,
-        curve=lambda i, f: protocol(dts[i], f),
+        curve=lambda i, f: protocol_of(spec(dts[i], f)),
+        specs=specs,
     )
 
 
 def _sjostrom2001(path: Path, modelling: str) -> Dataset:
     def regular(dt, freq):
-        return ca_plast.pairs(dt, SJOSTROM_REGULAR_PAIRS, freq)
+        return _pairs(dt, SJOSTROM_REGULAR_PAIRS, freq)
 
-    protocol = regular if modelling == "regular" else _sjostrom_trains
-    return _frequency_dataset("sjostrom2001", path, modelling, protocol, reference="cortical_slices")
+    spec = regular if modelling == "regular" else _sjostrom_trains
+    return _frequency_dataset("sjostrom2001", path, modelling, spec, reference="cortical_slices")
 
 
-def _sjostrom_trains(dt: float, freq: float) -> Protocol:
+def _sjostrom_trains(dt: float, freq: float) -> dict[str, str]:
     """Sjostrom et al. 2001: 15 trains of 5 pairs, 10 s apart; 75 single pairs where 5 pairs do not fit in 10 s."""
     if 4 * 1000.0 / freq + abs(dt) < 10_000.0:
-        return ca_plast.trains(dt, freq, pairs_per_train=5, n_trains=15, train_period=10_000.0)
-    return ca_plast.pairs(dt, SJOSTROM_REGULAR_PAIRS, freq)
+        return _trains(dt, freq, 5, 15, 10_000.0)
+    return _pairs(dt, SJOSTROM_REGULAR_PAIRS, freq)
 
 
 WITTENBERG_WANG_FREQ = 5.0
@@ -199,6 +280,7 @@ WITTENBERG_WANG_BURST_INTERVAL = 11.5
 def _wittenberg_wang2006_pairs(path: Path, modelling: str) -> Dataset:
     table = _Table(path, ("dt_ms", "dW", "sterr"))
     dts = table.numbers("dt_ms")
+    specs = tuple(_pairs(dt, WITTENBERG_WANG_PAIRS, WITTENBERG_WANG_FREQ) for dt in dts)
     return Dataset(
         name="wittenberg_wang2006_pairs",
         modelling=modelling,
@@ -207,13 +289,14 @@ def _wittenberg_wang2006_pairs(path: Path, modelling: str) -> Dataset:
         labels=tuple(f"pairs, dt {dt:+g} ms" for dt in dts),
         data=table.numbers("dW"),
         sem=table.numbers("sterr"),
-        protocols=tuple(ca_plast.pairs(dt, WITTENBERG_WANG_PAIRS, WITTENBERG_WANG_FREQ) for dt in dts),
+        protocols=tuple(protocol_of(row) for row in specs),
         x=dts,
         x_label="Δt = t_post − t_pre (ms)",
         series=("cells",) * len(dts),
         panel=("pairs",) * len(dts),
         reference="hippocampal_slices",
-        curve=lambda i, dt: ca_plast.pairs(dt, WITTENBERG_WANG_PAIRS, WITTENBERG_WANG_FREQ),
+        curve=lambda i, dt: protocol_of(_pairs(dt, WITTENBERG_WANG_PAIRS, WITTENBERG_WANG_FREQ)),
+        specs=specs,
     )
 
 
@@ -223,11 +306,11 @@ def _wittenberg_wang2006_burst(repetitions: int) -> Callable[[Path, str], Datase
         table = _Table(path, ("dt2_ms", "dW", "sterr"))
         dts = table.numbers("dt2_ms")
 
-        def protocol(dt: float) -> Protocol:
-            return ca_plast.burst(dt, repetitions, WITTENBERG_WANG_FREQ, n_post=2,
-                                  interval=WITTENBERG_WANG_BURST_INTERVAL, reference="last")
+        def spec(dt: float) -> dict[str, str]:
+            return _burst(dt, repetitions, WITTENBERG_WANG_FREQ, 2, WITTENBERG_WANG_BURST_INTERVAL, "last")
 
-        protocols = tuple(protocol(dt) for dt in dts)
+        specs = tuple(spec(dt) for dt in dts)
+        protocols = tuple(protocol_of(row) for row in specs)
         return Dataset(
             name=name,
             modelling=modelling,
@@ -242,7 +325,8 @@ def _wittenberg_wang2006_burst(repetitions: int) -> Callable[[Path, str], Datase
             series=("cells",) * len(dts),
             panel=(f"pre + 2-AP burst x{repetitions}",) * len(dts),
             reference="hippocampal_slices",
-            curve=lambda i, dt: protocol(dt),
+            curve=lambda i, dt: protocol_of(spec(dt)),
+            specs=specs,
         )
 
     return load
@@ -253,20 +337,20 @@ WANG_REPETITIONS, WANG_FREQ = 60, 1.0
 
 def _wang2005(path: Path, modelling: str) -> Dataset:
     table = _Table(path, ("protocol", "dt1_ms", "dt2_ms", "T_ms", "dw", "sem"))
-    protocols, labels = [], []
+    specs, labels = [], []
     for i, row in enumerate(table.rows):
         kind = row["protocol"].strip()
         if kind in ("pre-post-pre", "post-pre-post"):
             dt1, dt2 = table.number(i, "dt1_ms"), table.number(i, "dt2_ms")
-            protocols.append(ca_plast.triplet(kind, dt1, dt2, WANG_REPETITIONS, WANG_FREQ))
+            specs.append(_repeated(kind, WANG_REPETITIONS, WANG_FREQ, dt1_ms=dt1, dt2_ms=dt2))
             labels.append(f"{kind} ({dt1:+g}, {dt2:+g})")
         elif kind == "quadruplet":
             T = table.number(i, "T_ms")
-            protocols.append(ca_plast.quadruplet(T, WANG_REPETITIONS, WANG_FREQ))
+            specs.append(_repeated(kind, WANG_REPETITIONS, WANG_FREQ, T_ms=T))
             labels.append(f"quadruplet T {T:+g}")
         elif kind == "pair":
             dt = table.number(i, "dt1_ms")
-            protocols.append(ca_plast.pairs(dt, WANG_REPETITIONS, WANG_FREQ))
+            specs.append(_pairs(dt, WANG_REPETITIONS, WANG_FREQ))
             labels.append(f"pair {dt:+g}")
         else:
             raise ValueError(f"{path}: data row {i + 1}: unknown protocol {kind!r}; "
@@ -280,12 +364,13 @@ def _wang2005(path: Path, modelling: str) -> Dataset:
         labels=tuple(labels),
         data=1.0 + table.numbers("dw"),
         sem=table.numbers("sem"),
-        protocols=tuple(protocols),
-        x=np.arange(len(protocols), dtype=float),
+        protocols=tuple(protocol_of(spec) for spec in specs),
+        x=np.arange(len(specs), dtype=float),
         x_label="",
         series=kinds,
-        panel=("",) * len(protocols),
+        panel=("",) * len(specs),
         reference="hippocampal_cultures",
+        specs=tuple(specs),
     )
 
 
@@ -296,6 +381,7 @@ BI_POO_ASSUMED_SEM = 0.2
 def _bipoo1998(path: Path, modelling: str) -> Dataset:
     table = _Table(path, ("dt_ms", "percent_change"))
     dts = table.numbers("dt_ms")
+    specs = tuple(_pairs(dt, BI_POO_REPETITIONS, BI_POO_FREQ) for dt in dts)
     return Dataset(
         name="bipoo1998",
         modelling=modelling,
@@ -304,19 +390,20 @@ def _bipoo1998(path: Path, modelling: str) -> Dataset:
         labels=tuple(f"dt {dt:+.1f} ms" for dt in dts),
         data=1.0 + table.numbers("percent_change") / 100.0,
         sem=np.full(dts.shape, BI_POO_ASSUMED_SEM),
-        protocols=tuple(ca_plast.pairs(dt, BI_POO_REPETITIONS, BI_POO_FREQ) for dt in dts),
+        protocols=tuple(protocol_of(row) for row in specs),
         x=dts,
         x_label="Δt = t_post − t_pre (ms)",
         series=("cells",) * len(dts),
         panel=("",) * len(dts),
-        curve=lambda i, dt: ca_plast.pairs(dt, BI_POO_REPETITIONS, BI_POO_FREQ),
+        curve=lambda i, dt: protocol_of(_pairs(dt, BI_POO_REPETITIONS, BI_POO_FREQ)),
+        specs=specs,
     )
 
 
 def _nevian_sakmann2006(path: Path, modelling: str) -> Dataset:
     table = _Table(path, ("prot_id", "stim_sequence", "intervals_ms", "freq_Hz", "n_rep",
                           "synaptic_gain_after_before", "stderr"))
-    protocols, x, shapes = [], [], []
+    specs, x, shapes = [], [], []
     for i, row in enumerate(table.rows):
         kinds = row["stim_sequence"].strip().split("-")
         try:
@@ -329,9 +416,11 @@ def _nevian_sakmann2006(path: Path, modelling: str) -> Dataset:
         times = np.concatenate([[0.0], np.cumsum(gaps)])
         pre = times[[k == "pre" for k in kinds]]
         post = times[[k == "post" for k in kinds]]
-        period = 1000.0 / table.number(i, "freq_Hz")
+        freq = table.number(i, "freq_Hz")
         n = int(table.number(i, "n_rep"))
-        protocols.append(ca_plast.repeated(pre, post, n, period, name=f"Nevian-Sakmann {row['prot_id']}"))
+        specs.append({"protocol": "pattern", "pre_ms": times_text(pre), "post_ms": times_text(post),
+                      "n_pairs": text_of(n), "freq_hz": text_of(freq)})
+        period = 1000.0 / freq
         x.append(post[0] - pre[0])
         shapes.append((post - post[0], n, period))
 
@@ -348,18 +437,19 @@ def _nevian_sakmann2006(path: Path, modelling: str) -> Dataset:
         labels=tuple(f"{row['prot_id']} {row['stim_sequence']}" for row in table.rows),
         data=table.numbers("synaptic_gain_after_before"),
         sem=table.numbers("stderr"),
-        protocols=tuple(protocols),
+        protocols=tuple(protocol_of(spec) for spec in specs),
         x=np.array(x),
         x_label="Δt = t_post1 − t_pre (ms, to the first AP of the 50 Hz burst)",
         series=("cells",) * len(x),
         panel=("",) * len(x),
         curve=curve,
+        specs=tuple(specs),
     )
 
 
 def _markram1997(path: Path, modelling: str) -> Dataset:
     def trains(dt, freq):
-        return ca_plast.trains(dt, freq, pairs_per_train=5, n_trains=10, train_period=4000.0)
+        return _trains(dt, freq, 5, 10, 4000.0)
 
     return _frequency_dataset("markram1997", path, modelling, trains)
 

@@ -82,6 +82,7 @@ from ca_plast._spikes import without_ticks
 
 from ._datasets import Dataset
 from ._losses import LOSSES, METHODS, checked_prediction, chi2, predict
+from ._precision import in_float64, to_float64
 from ._transforms import FreeParameters
 
 CHECKPOINT_FORMAT = 2  # 2: a kind and a checksum in every file
@@ -392,6 +393,7 @@ def _track(value: float, best: float, since: int, tol: float) -> tuple[float, in
     return best, since + 1
 
 
+@in_float64
 def fit(
     dataset: Dataset,
     init: GraupnerBrunel2012 | str,
@@ -442,6 +444,8 @@ def fit(
     `method`: "density" (closed-form screening and fit, then the density stage on `grid`,
     at most `density_steps` L-BFGS iterations; the result is the model's) or
     "closed-form" (GB2012's approximation only, as GB2012 fitted).
+    The fit computes in float64 whatever JAX's global setting (its float leaves of `init`
+    cast to float64), as the command line does, so both give the same fit.
     """
     started = time.monotonic()
     if isinstance(init, str):
@@ -450,6 +454,7 @@ def fit(
         init_name = None
     if not isinstance(init, GraupnerBrunel2012):
         raise ValueError(f"fit: init must be a GraupnerBrunel2012 rule or a preset name, got {type(init).__name__}")
+    init = to_float64(init)  # the fit runs in float64 (`_precision`)
     if loss not in LOSSES:
         raise ValueError(f"fit: unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
     if method not in METHODS:

@@ -19,6 +19,7 @@ from ca_plast._plotting import Figure, figure_bytes
 
 from ._fit import FitResult, versions
 from ._losses import checked_prediction, chi2
+from ._precision import in_float64
 from ._transforms import parameter_values
 
 
@@ -33,7 +34,27 @@ def reference_score(result: FitResult) -> dict | None:
     for method in dict.fromkeys((result.method, "closed-form")):
         model = checked_prediction(rule, data.spikes(), method)
         record["chi2_mean" if method == result.method else "chi2_mean_closed_form"] = float(chi2(model, data.data, data.sem))
+        if method == result.method and len(panel_points(data)) > 1:
+            record["per_dataset"] = {panel: float(chi2(model[idx], data.data[idx], data.sem[idx]))
+                                     for panel, idx in panel_points(data).items()}
     return record
+
+
+def panel_points(data) -> dict[str, np.ndarray]:
+    """The points of each panel (each data set of a joint fit), in order."""
+    return {panel: np.flatnonzero([p == panel for p in data.panel]) for panel in dict.fromkeys(data.panel)}
+
+
+def per_dataset(result: FitResult) -> dict | None:
+    """Mean z^2 of the fitted and the initial rule on each data set of a joint fit (each
+    panel; None when there is one)."""
+    data = result.dataset
+    if len(panel_points(data)) < 2:
+        return None
+    return {panel: {"n_points": int(idx.size),
+                    "chi2_mean": float(chi2(result.prediction[idx], data.data[idx], data.sem[idx])),
+                    "chi2_mean_initial": float(chi2(result.initial_prediction[idx], data.data[idx], data.sem[idx]))}
+            for panel, idx in panel_points(data).items()}
 
 
 CHECK_SYNAPSES = 10_000
@@ -70,6 +91,7 @@ def simulated_check(result: FitResult) -> dict:
                           "within_3_se": bool(np.all(np.abs(z) <= 3))}}
 
 
+@in_float64
 def summary(result: FitResult, *, hardware: str = "none") -> dict:
     """The fit.json record: data set and modelling, free parameters before and after, losses, run facts."""
     data = result.dataset
@@ -92,6 +114,7 @@ def summary(result: FitResult, *, hardware: str = "none") -> dict:
         "loss": result.loss,
         "chi2_mean": result.chi2_mean,
         "chi2_mean_initial": result.chi2_initial,
+        "per_dataset": per_dataset(result),
         "reference": reference_score(result),
         "simulated_check": simulated_check(result),
         "steps": result.steps,
@@ -176,6 +199,7 @@ def _data_label(series: str, dataset_name: str) -> str:
     return "data ± s.e.m." if series in ("", "cells", dataset_name) else f"data ± s.e.m., {series}"
 
 
+@in_float64
 def plot_fit(result: FitResult, check: dict | None = None, curves: dict | None = None) -> Figure:
     """Data (mean ± s.e.m.), the fitted, initial and published models, the simulated check, and the loss history.
 
@@ -222,7 +246,9 @@ def plot_fit(result: FitResult, check: dict | None = None, curves: dict | None =
             if _log_axis(data.x[in_panel]):
                 ax.set_xscale("log")
         ax.set_ylabel("change in synaptic strength (after / before)")
-        ax.set_title(panel or data.name, fontsize=10)
+        score = "" if len(panel_points(data)) < 2 else \
+            f": mean z² {float(chi2(result.prediction[in_panel], data.data[in_panel], data.sem[in_panel])):.3g}"
+        ax.set_title((panel or data.name) + score, fontsize=10)
         handles, _ = ax.get_legend_handles_labels()
         line = {"ls": "", "marker": "s", "mfc": "none"} if categorical else {"ls": "-"}
         styles = [Line2D([], [], color="0.3", label=f"fit ({method})", **line),
@@ -259,6 +285,7 @@ def plot_fit(result: FitResult, check: dict | None = None, curves: dict | None =
     return fig
 
 
+@in_float64
 def write_report(result: FitResult, out: str | Path, *, hardware: str = "none") -> dict:
     """Write fit.json, fit.csv and fit.png into the folder `out` (which must exist); returns the fit.json record."""
     out = Path(out)

@@ -187,7 +187,7 @@ def read_rows(text: str, path: str) -> tuple[list[Row], str]:
                          f"{','.join(('protocol', *KINDS['pairs'][0], 'ratio', 'sem'))}")
     if not records:
         raise TableError(f"{path}: no data rows after the header (line {header})")
-    return [_row(record, columns, path, line) for line, record in records], " ".join(c for c in comments if c)
+    return [_row(record, columns, path, line) for line, record in records], "\n".join(c for c in comments if c)
 
 
 def _check_header(columns: list[str], path: str, line: int) -> None:
