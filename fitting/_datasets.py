@@ -79,6 +79,24 @@ class Dataset:
         """All protocols as one padded, batched `ca_plast.Spikes` (ticks of `unit` ms)."""
         return ca_plast.to_spikes(list(self.protocols), unit=unit)
 
+    def subset(self, points: Sequence[int]) -> "Dataset":
+        """The data set restricted to `points` (indices, in the order given)."""
+        keep = [int(i) for i in points]
+        bad = [i for i in keep if not 0 <= i < self.n_points]
+        if bad or not keep:
+            raise ValueError(f"Dataset {self.name!r}: subset needs indices from 0 to {self.n_points - 1}, got {list(points)!r}")
+
+        def pick(values):
+            return tuple(values[i] for i in keep) if isinstance(values, tuple) else np.asarray(values)[keep]
+
+        curve = self.curve
+        return dataclasses.replace(
+            self, **{field: pick(getattr(self, field)) for field in ("labels", "data", "sem", "protocols", "x", "series",
+                                                                     "panel")},
+            specs=None if self.specs is None else pick(self.specs),
+            curve=None if curve is None else (lambda i, x: curve(keep[i], x)),
+        )
+
     @classmethod
     def from_csv(cls, path: str | Path, name: str | None = None) -> "Dataset":
         """A data set from a CSV file of measurements and their protocols (the format is in

@@ -369,13 +369,7 @@ def test_hardware_prediction_is_the_emulation_with_a_smooth_readout(dp, getkey):
 
 
 def _subset(dataset, keep):
-    import dataclasses
-
-    def pick(x):
-        return type(x)(x[i] for i in keep) if isinstance(x, tuple) else x[keep]
-
-    return dataclasses.replace(dataset, **{f: pick(getattr(dataset, f)) for f in
-                                           ("labels", "data", "sem", "protocols", "x", "series", "panel")})
+    return dataset.subset(keep)
 
 
 @pytest.mark.slow  # 70 s; the refinement's mechanics run by default in test_refinement_resumes_exactly

@@ -187,3 +187,14 @@ def test_api_and_command_line_give_the_same_fit_of_own_data(tmp_path):
     record = json.loads((tmp_path / "out" / "fit.json").read_text())
     assert record["dataset"] == "mylab" and record["n_points"] == 4
     assert record["params"] == api["params"] and record["chi2_mean"] == api["chi2"]
+
+
+def test_subset_keeps_every_per_point_field_and_the_curves():
+    shipped = load_dataset("wittenberg_wang2006")
+    part = shipped.subset([40, 2, 3])
+    assert part.n_points == 3 and part.labels == tuple(shipped.labels[i] for i in (40, 2, 3))
+    np.testing.assert_array_equal(part.data, shipped.data[[40, 2, 3]])
+    assert part.specs == tuple(shipped.specs[i] for i in (40, 2, 3))
+    assert _same_protocol(part.curve(0, 12.5), shipped.curve(40, 12.5))
+    with pytest.raises(ValueError, match="subset needs indices from 0 to 74"):
+        shipped.subset([75])
