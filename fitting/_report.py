@@ -76,19 +76,31 @@ def simulated_check(result: FitResult) -> dict:
     The event-driven simulation (`check_synapses(dataset)` synapses per initial state, key
     `fold_in(key(seed), 1)`, which no stage of the fit uses) is an independent check of the
     prediction the fit reports: for the density solver the two must agree within the
-    simulation's standard errors (`agreement`: z = (simulated - predicted) / s.e. per point);
-    GB2012's closed form neglects the bistable drift during a protocol and may not.
+    simulation's standard errors (`agreement`: z per point, `agreement_z`); GB2012's closed
+    form neglects the bistable drift during a protocol and may not.
     """
     data = result.dataset
     key = jax.random.fold_in(jax.random.key(result.seed), 1)
     n_synapses = check_synapses(data)
     ratio, sem = ca_plast.stdp_ratios(result.model, list(data.protocols), method="events",
                                       n_synapses=n_synapses, key=key)
-    z = (ratio - result.prediction) / np.maximum(sem, 1e-12)
+    z = agreement_z(ratio, sem, result.prediction, result.model, n_synapses)
     return {"method": "events", "n_synapses_per_state": n_synapses, "chi2_mean": float(chi2(ratio, data.data, data.sem)),
             "prediction": [float(r) for r in ratio], "sem": [float(e) for e in sem],
             "agreement": {"against": result.method if result.hardware is None else "hardware emulation", "z": [float(v) for v in z], "max_abs_z": float(np.max(np.abs(z))),
                           "within_3_se": bool(np.all(np.abs(z) <= 3))}}
+
+
+def agreement_z(simulated: np.ndarray, sem: np.ndarray, predicted: np.ndarray, rule, n_synapses: int) -> np.ndarray:
+    """`(simulated - predicted) / s.e.` per point, the s.e. floored at the change of the ratio
+    when one synapse of one state flips, `|b - 1| max(beta, 1 - beta) / ((beta + (1 - beta) b) n)`.
+
+    The binomial s.e. is 0 where every simulated synapse of a state ends alike; a difference
+    below the simulation's resolution then says nothing, and is not shown as a huge z.
+    """
+    b, beta = float(rule.b), float(rule.beta)
+    floor = abs(b - 1) * max(beta, 1 - beta) / ((beta + (1 - beta) * b) * n_synapses)
+    return (np.asarray(simulated) - np.asarray(predicted)) / np.maximum(np.asarray(sem), floor)
 
 
 @in_float64

@@ -545,3 +545,21 @@ def test_with_values_inverts_values():
     moved = free.with_values(rule, values)
     assert free.values(moved) == values
     assert moved.theta_d == rule.theta_d and moved.calcium.C_post == rule.calcium.C_post
+
+
+def test_agreement_z_is_floored_at_one_synapse_flipping():
+    """Where every simulated synapse of a state ends alike the binomial s.e. is 0: a difference
+    of 1e-7 must not read as a disagreement, one of many synapses must, and a real s.e. is used
+    as it is. The floor is the ratio's change when one synapse of one state flips (the rule's
+    own change_ratio)."""
+    from ca_plast.fitting._report import agreement_z
+
+    rule = ca_plast.gb2012_preset("hippocampal_slices")
+    n = 2000
+    one_flip = max(abs(float(rule.change_ratio(1.0 / n, 0.0) - rule.change_ratio(0.0, 0.0))),
+                   abs(float(rule.change_ratio(0.0, 1.0 / n) - rule.change_ratio(0.0, 0.0))))
+    simulated = np.array([1.0, 1.0, 1.2])
+    predicted = np.array([1.0 + 1e-7, 1.0 + 10 * one_flip, 1.1])
+    sem = np.array([0.0, 0.0, 0.05])
+    z = agreement_z(simulated, sem, predicted, rule, n)
+    np.testing.assert_allclose(z, [-1e-7 / one_flip, -10.0, 2.0], rtol=1e-9)
