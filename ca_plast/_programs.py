@@ -30,6 +30,7 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._custom_types import Key
@@ -74,8 +75,10 @@ def _installation() -> str:
 
 
 def _settings() -> str:
-    """What can change in a process and changes a program: JAX's configuration, ca_plast's run-time checks."""
-    return repr((sorted((name, repr(value)) for name, value in jax.config.values.items()), run_time_checks()))
+    """What can change in a process and changes a program: JAX's configuration (and the 64-bit
+    mode a context manager may set, which `jax.config.values` does not show), ca_plast's run-time checks."""
+    return repr((sorted((name, repr(value)) for name, value in jax.config.values.items()),
+                 str(jnp.result_type(float)), run_time_checks()))
 
 
 def _processor() -> str:
@@ -100,7 +103,7 @@ def _entry(fn: Callable, leaves: list, static: object) -> str | None:
 
 
 def stored_jit(fn: Callable) -> Callable:
-    """`eqx.filter_jit(fn)` whose compiled programs are kept in the `store_programs` folder.
+    """`eqx.filter_jit(fn)` whose compiled programs are kept in the `storing_programs` folder.
 
     Array leaves of the arguments are the program's inputs, everything else is fixed in it
     (as for `eqx.filter_jit`). The first call with new shapes or values compiles and stores
