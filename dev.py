@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set-up and entry points that need nothing but python3.
 
-    python3 dev.py fit     # the main job: fit a GB2012 rule to Sjostrom 2001, report + plots in results/
+    python3 dev.py fit     # the main job: fit a GB2012 rule to Sjostrom 2001 with profile likelihoods, report + plots in results/
     python3 dev.py test    # the test suite (what CI runs)
     python3 dev.py docs    # the documentation site, built strictly (warnings are errors) into site/
 
@@ -43,7 +43,8 @@ def ensure_venv() -> None:
 
 def main(argv: list[str]) -> int:
     commands = {
-        "fit": [str(BIN / "ca-plast"), "fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", "results/fit"],
+        "fit": [str(BIN / "ca-plast"), "fit", "--dataset", "sjostrom2001", "--init", "DP", "--uncertainty", "profile",
+                "--out", "results/fit"],
         # One pytest worker per core (pytest-xdist): most tests are compile-bound and single-threaded.
         "test": [str(BIN / "python"), "-m", "pytest", "-q", "-n", "auto"],
         "docs": [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(ROOT / "site")],

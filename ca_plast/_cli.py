@@ -152,6 +152,7 @@ def _run_stdp(args, interrupts: Interrupts) -> int:
 # being run is imported (the fit's loads optax and the fitting package).
 _DELEGATED = {
     "fit": ("ca_plast.fitting._cli", "fit a GB2012 rule's parameters to a data set"),
+    "compare": ("ca_plast.fitting._compare_cli", "compare fits of the same data (AIC, BIC, cross-validation)"),
     "stc": ("ca_plast._stc_cli", "late-phase plasticity (synaptic tagging and capture) of one synapse"),
 }
 

@@ -10,6 +10,11 @@ from typing import TYPE_CHECKING
 if __name__ != "ca_plast.fitting":
     raise ImportError(f"import this package as ca_plast.fitting (`from ca_plast import fitting`), not as {__name__!r}")
 
+from ._comparison import (
+    compare as compare,
+    cross_validate as cross_validate,
+    information_criteria as information_criteria,
+)
 from ._datasets import (
     DATASETS as DATASETS,
     Dataset as Dataset,
@@ -27,12 +32,22 @@ from ._fit import (
     versions as versions,
 )
 from ._losses import LOSSES as LOSSES, chi2 as chi2, predict as predict, soft_l1 as soft_l1, z_scores as z_scores
+from ._synthetic import simulated as simulated
 from ._transforms import (
     DEFAULT_BOUNDS as DEFAULT_BOUNDS,
     FreeParameters as FreeParameters,
     parameter_values as parameter_values,
     to_bounded as to_bounded,
     to_unconstrained as to_unconstrained,
+)
+
+from ._uncertainty import (
+    Laplace as Laplace,
+    Profile as Profile,
+    Uncertainty as Uncertainty,
+    laplace as laplace,
+    profiles as profiles,
+    with_uncertainty as with_uncertainty,
 )
 
 if TYPE_CHECKING:

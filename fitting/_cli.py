@@ -27,6 +27,7 @@ the emulation: fit.json's `quantisation_aware` record holds both scores.
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import tempfile
 import time
@@ -39,7 +40,9 @@ from ca_plast._signals import Interrupts
 
 DEFAULT_FREE = "theta_p,gamma_p,gamma_d,C_pre,C_post,tau_ca,D,tau,sigma,b"
 CHECKPOINT = "checkpoint.npz"
-REPORT = ("fit.json", "fit.csv", "fit.png")
+PROFILES = "checkpoint_profiles.json"
+REPORT = ("fit.json", "fit.csv", "fit.png", "corner.png", "profiles.png")
+UNCERTAINTY = ("none", "laplace", "profile")
 LOCK = ".ca-plast-fit.lock"
 MAX_STEPS = 1_000_000
 
@@ -99,6 +102,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--starts", type=int, default=32, help="starts optimised in parallel")
     parser.add_argument("--loss", default="chi2", metavar="|".join(LOSSES),
                         help="chi2 (mean z^2) or soft_l1 (robust to outliers)")
+    parser.add_argument("--uncertainty", default="laplace", metavar="|".join(UNCERTAINTY),
+                        help="laplace: standard errors, 95 %% intervals and identifiability from the Hessian at the fit; "
+                             "profile: also the profile likelihood of every free parameter (the others refitted at each "
+                             "point, in the model; minutes), which then decides the intervals; none: skip")
+    parser.add_argument("--cv", default=None, metavar="K|loo",
+                        help="also cross-validate: K folds (or loo, leave one point out), each refitted in the model "
+                             "from the fit and scored on its held-out points (fit.json cross_validation; compare fits "
+                             "with ca-plast compare)")
     parser.add_argument("--refine-steps", type=int, default=None,
                         help="with --hardware bss2: steps of the refinement through the emulation (default 60)")
 
@@ -145,12 +156,12 @@ def _fit_files(out: Path) -> list[Path]:
     """The files a fit writes into `out`: checkpoints, then the report."""
     from ._fit import checkpoint_files
 
-    return [*checkpoint_files(out / CHECKPOINT), *(out / name for name in REPORT)]
+    return [*checkpoint_files(out / CHECKPOINT), out / PROFILES, *(out / name for name in REPORT)]
 
 
 def _interrupted(out: Path, since: float, resumed: bool) -> str:
     """A true line about what an interrupted fit left in `out`."""
-    saved = [str(path) for path in _fit_files(out)[:3] if path.exists() and path.stat().st_mtime >= since]
+    saved = [str(path) for path in _fit_files(out)[:4] if path.exists() and path.stat().st_mtime >= since]
     if saved:
         return f"ca-plast fit: interrupted; progress saved in {', '.join(saved)}; continue with --resume"
     if resumed:
@@ -175,6 +186,8 @@ def run(args, interrupts: Interrupts) -> int:
         raise UsageError(f"unknown --hardware {args.hardware!r}; valid: none, bss2")
     if args.method not in METHODS:
         raise UsageError(f"unknown --method {args.method!r}; valid: {', '.join(METHODS)}")
+    if args.uncertainty not in UNCERTAINTY:
+        raise UsageError(f"unknown --uncertainty {args.uncertainty!r}; valid: {', '.join(UNCERTAINTY)}")
     names, files = args.dataset or [], args.data or []
     if not names and not files:
         raise UsageError("ca-plast fit: give --dataset NAME or --data FILE.csv (either may repeat, for a joint fit)")
@@ -212,6 +225,7 @@ def run(args, interrupts: Interrupts) -> int:
     except ValueError as error:
         raise UsageError(f"ca-plast fit: {error}") from None
     dataset = parts[0] if len(parts) == 1 else joint(parts)
+    folds = _folds(args.cv, dataset.n_points)
     n_spikes = max(p.n_spikes for p in dataset.protocols)
     memory(simulation_bytes("closed-form", args.starts * dataset.n_points, n_spikes, 0),
            f"--starts {args.starts} on {dataset.n_points} protocols of up to {n_spikes} spikes", "lower --starts")
@@ -221,8 +235,9 @@ def run(args, interrupts: Interrupts) -> int:
     if args.resume and not checkpoint.is_file():
         raise UsageError(f"ca-plast fit: --resume: no checkpoint {checkpoint} to continue from")
     out = _output_folder(args.out)
+    started = time.time()
     with _lock(out):
-        result, record = _fit_and_report(args, interrupts, out, checkpoint, dataset, free, refinement)
+        result, record = _fit_and_report(args, interrupts, out, checkpoint, dataset, free, refinement, folds)
 
     reference = record["reference"]
     measured = f"{result.method} prediction" if result.hardware is None else f"under {args.hardware} emulation"
@@ -257,16 +272,26 @@ def run(args, interrupts: Interrupts) -> int:
         print(f"under {args.hardware} emulation (validation draws): float fit {scores['float_fit_chi2']:.4g}, "
               f"refined through the emulation {scores['refined_chi2']:.4g}; kept the {scores['kept']}")
     print("fitted: " + ", ".join(f"{k} = {v:.6g}" for k, v in result.params.items()))
-    print(f"wrote {os.path.join(out, 'fit.json')}, fit.csv, fit.png")
+    for line in _uncertainty_lines(record):
+        print(line)
+    criteria, cv = record["model_comparison"], record["cross_validation"]
+    print(f"model comparison: AIC {criteria['aic']:.4g}, BIC {criteria['bic']:.4g} ({criteria['n_free']} free, "
+          f"{criteria['n_points']} points)" + ("" if cv is None else f"; {cv['folds']}-fold cross-validated mean z^2 "
+                                               f"{cv['chi2_mean_held_out']:.4g} on held-out points") +
+          "; compare fits with ca-plast compare")
+    written = [name for name in REPORT[1:] if (out / name).exists() and (out / name).stat().st_mtime >= started]
+    print(f"wrote {os.path.join(out, 'fit.json')}, {', '.join(written)}")
     return 0
 
 
-def _fit_and_report(args, interrupts: Interrupts, out: Path, checkpoint: Path, dataset, free, refinement):
+def _fit_and_report(args, interrupts: Interrupts, out: Path, checkpoint: Path, dataset, free, refinement, folds):
     """The fit into the locked folder `out` (existing results checked first) and its report."""
     import ca_plast
 
     from ._fit import fit
     from ._report import write_report
+    from ._comparison import cross_validate
+    from ._uncertainty import with_uncertainty
 
     existing = [path for path in _fit_files(out) if path.exists()]
     if existing and not (args.resume or args.force):
@@ -288,6 +313,13 @@ def _fit_and_report(args, interrupts: Interrupts, out: Path, checkpoint: Path, d
                          hardware=ca_plast.BSS2() if args.hardware == "bss2" else None, refinement=refinement,
                          method=args.method, density_steps=args.density_steps)
             interrupts.check()
+            if args.uncertainty != "none" and result.hardware is None:
+                result = with_uncertainty(result, profile=args.uncertainty == "profile", progress=True,
+                                          checkpoint=out / PROFILES)
+                interrupts.check()
+            if folds is not None and result.hardware is None:
+                result = dataclasses.replace(result, cross_validation=cross_validate(result, folds, progress=True))
+                interrupts.check()
     except KeyboardInterrupt:
         interrupts.stop(_interrupted(out, started, args.resume))
     except ValueError as error:
@@ -306,3 +338,34 @@ def _density_start(stage: dict) -> str:
         return (f"started from the initial rule instead (mean z^2 {stage['initial_rule_density_loss']:.4g} in the "
                 f"model, lower than the closed-form fit at every k)")
     return f"moved along the closed form's invariance by k = {stage['scale_chosen']:g}"
+
+
+def _uncertainty_lines(record: dict) -> list[str]:
+    """The summary of fit.json's uncertainty: one line per free parameter, then the notes."""
+    found, details = record["uncertainty"], record["uncertainty_details"]
+    if found is None:
+        return [f"uncertainty: {details['notes'][0]}"]
+    source = "profile likelihood (the model refitted)" if any(e["source"] == "profile" for e in found.values()) \
+        else "Laplace approximation"
+    lines = [f"uncertainty, 95 % intervals from the {source} (fit.json 'uncertainty'):"]
+    for name, entry in found.items():
+        lo, hi = entry["ci95"]
+        bounds = entry["bounds"]
+        ends = [f"{lo:.4g}" + (" (bound)" if lo <= bounds[0] * (1 + 1e-9) + 1e-12 else ""),
+                f"{hi:.4g}" + (" (bound)" if hi >= bounds[1] * (1 - 1e-9) else "")]
+        se = "" if entry["se"] is None else f", s.e. {entry['se']:.3g}"
+        verdict = "identified" if entry["identified"] else "NOT identified (the interval reaches a bound)"
+        lines.append(f"  {name} = {entry['value']:.4g}, 95 % [{ends[0]}, {ends[1]}]{se}: {verdict}")
+    lines += [f"  note: {note}" for note in details["notes"]]
+    return lines
+
+
+def _folds(text: str | None, n_points: int) -> int | None:
+    """The number of folds of --cv (None: no cross-validation; loo: one per point)."""
+    if text is None:
+        return None
+    folds = n_points if text == "loo" else int(text) if text.isdigit() else None
+    if folds is None or not 2 <= folds <= n_points:
+        raise UsageError(f"ca-plast fit: --cv must be loo or a whole number of folds from 2 to {n_points} (the data "
+                         f"points), got {text!r}")
+    return folds

@@ -65,6 +65,7 @@ import platform
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -97,7 +98,7 @@ _TRAINING_STREAM = 2**31 - 1
 _VALIDATION_STREAM = 2**31 - 2
 
 
-class _Problem(eqx.Module):
+class Problem(eqx.Module):
     """What one start minimises: the loss of the rule's prediction of a data set.
 
     Predictions by `method` ("closed-form" or "density", on `grid`) when `hardware` is None, or the hardware emulation's
@@ -139,7 +140,7 @@ def _select(mask: Array, new: Array, old: Array) -> Array:
 
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)
-def _step(state: _State, static: PyTree, problem: _Problem, optimizer) -> tuple[_State, Array]:
+def _step(state: _State, static: PyTree, problem: Problem, optimizer) -> tuple[_State, Array]:
     """One Adam step of every start; returns the new state and each start's loss before the step."""
 
     def one(u, opt_state):
@@ -199,7 +200,7 @@ class _Refining(eqx.Module):
 
 
 @eqx.filter_jit
-def _refine_step(state: _Refining, static: PyTree, problem: _Problem, optimizer, key, keep: Array
+def _refine_step(state: _Refining, static: PyTree, problem: Problem, optimizer, key, keep: Array
                  ) -> tuple[_Refining, Array]:
     """One Adam step on the emulation's loss with the random numbers of `key`; adds the new iterate to the average if `keep`."""
     loss, grad = jax.value_and_grad(problem.objective)(state.u, static, key)
@@ -218,6 +219,8 @@ class FitResult:
     `chi2_initial`: mean z^2 of the fitted and the initial rule; `prediction`,
     `initial_prediction`: their change ratios per data point. `history`: the lowest loss
     over all starts at each step; `start_losses`: the best loss each start reached.
+    `start_points`: the best point each start reached in the closed-form stage (free
+    parameters by name; other local optima, which the profile likelihoods try as starts).
     `elapsed`: seconds since this call began at the end of each of its steps (the last
     `len(elapsed)` entries of `history`). `steps`: optimisation steps done (over all
     resumed runs); `stopped`: "converged" (early stopping) or "steps" (step limit).
@@ -226,7 +229,10 @@ class FitResult:
     `method`: the prediction `chi2_mean`, `chi2_initial` and the predictions come from
     ("density" or "closed-form"); `density`: the record of the density stage (the
     closed-form fit it started from and its scores, the invariance scan, the grid, the loss
-    per step), or None.
+    per step), or None; `grid`: the density grid the predictions used (settled by the
+    density stage). `uncertainty`: None, or what `with_uncertainty` found (a
+    `fitting.Uncertainty`: Laplace approximation, profile likelihoods). `cross_validation`:
+    None, or the record of `fitting.cross_validate` (set with `dataclasses.replace`).
 
     A fit through hardware emulation (`hardware=`) reports `chi2_mean`, `chi2_initial`
     and the predictions under the emulation (validation draws, hard readout), and in
@@ -260,6 +266,10 @@ class FitResult:
     hardware: dict | None = None
     method: str = "closed-form"
     density: dict | None = None
+    grid: ca_plast.DensityGrid = ca_plast.DensityGrid()
+    uncertainty: Any = None
+    cross_validation: dict | None = None
+    start_points: tuple[dict[str, float], ...] = ()
 
 
 def versions() -> dict[str, str]:
@@ -287,7 +297,7 @@ def _fresh_state(u: PyTree, optimizer, dtype) -> _State:
     return _State(u, jax.vmap(optimizer.init)(u), u, best_loss)
 
 
-def _initial_starts(u0: PyTree, static: PyTree, problem: _Problem, optimizer, n_starts: int, pool_factor: int,
+def _initial_starts(u0: PyTree, static: PyTree, problem: Problem, optimizer, n_starts: int, pool_factor: int,
                     *, key) -> PyTree:
     """The initial rule plus the `n_starts - 1` best of `pool_factor * (n_starts - 1)` screened candidates.
 
@@ -485,7 +495,7 @@ def fit(
     n_spikes = max(p.n_spikes for p in dataset.protocols)
     check_memory(simulation_bytes("closed-form", n_starts * dataset.n_points, n_spikes, 0),
                  f"fit ({n_starts} starts on {dataset.n_points} protocols of up to {n_spikes} spikes)", "use fewer n_starts")
-    problem = _Problem(without_ticks(dataset.spikes()), jnp.asarray(dataset.data, dtype=float), jnp.asarray(dataset.sem, dtype=float),
+    problem = Problem(without_ticks(dataset.spikes()), jnp.asarray(dataset.data, dtype=float), jnp.asarray(dataset.sem, dtype=float),
                        free_parameters, loss)
     optimizer = _optimizer(learning_rate, halving_steps, 0.01)
     u0, static = free_parameters.split(init)
@@ -568,6 +578,8 @@ def fit(
         history=np.asarray(history),
         elapsed=np.asarray(elapsed),
         start_losses=np.asarray(state.best_loss),
+        start_points=tuple(free_parameters.values(free_parameters.combine(jax.tree.map(lambda x: x[i], state.best_u), static))
+                           for i in range(n_starts)),
         steps=len(history),
         stopped="converged" if since >= patience else "steps",
         n_starts=n_starts,
@@ -578,6 +590,7 @@ def fit(
         hardware=record,
         method=method,
         density=density,
+        grid=grid,
     )
 
 
@@ -604,8 +617,13 @@ def _lbfgs() -> optax.GradientTransformation:
     return optax.scale_by_lbfgs()
 
 
+def lbfgs_start(u: PyTree, memory: _Quasi | None = None) -> _Quasi:
+    """The L-BFGS state at `u` (for `lbfgs_iteration`): with an empty memory, or with that of the state `memory`."""
+    return _Quasi(u, _lbfgs().init(u) if memory is None else memory.opt_state)
+
+
 @eqx.filter_jit
-def _value_and_grad(u: PyTree, static: PyTree, problem: _Problem) -> tuple[Array, PyTree]:
+def loss_and_grad(u: PyTree, static: PyTree, problem: Problem) -> tuple[Array, PyTree]:
     return jax.value_and_grad(problem.objective)(u, static)
 
 
@@ -622,9 +640,10 @@ ARMIJO = 1e-4
 BACKTRACKS = 12
 
 
-def _lbfgs_iteration(state: _Quasi, value: float, grad: PyTree, static: PyTree, problem: _Problem
-                     ) -> tuple[_Quasi, float, PyTree] | None:
-    """One L-BFGS iteration from `state.u` (loss `value`, gradient `grad`), or None if no step decreases the loss.
+def lbfgs_iteration(state: _Quasi, value: float, grad: PyTree, evaluate
+                    ) -> tuple[_Quasi, float, PyTree] | None:
+    """One L-BFGS iteration from `state.u` (loss `value`, gradient `grad`; `evaluate(u)` gives
+    both at another point), or None if no step decreases the loss.
 
     The direction comes from optax's two-loop recursion; the step length from a backtracking
     line search on the host around one compiled value-and-gradient (a compiled zoom line
@@ -633,18 +652,18 @@ def _lbfgs_iteration(state: _Quasi, value: float, grad: PyTree, static: PyTree, 
     """
     direction, opt_state, slope = _lbfgs_direction(grad, state)
     if not float(slope) > 0:
-        direction, opt_state, slope = _lbfgs_direction(grad, _Quasi(state.u, _lbfgs().init(state.u)))
+        direction, opt_state, slope = _lbfgs_direction(grad, lbfgs_start(state.u))
     step = 1.0
     for _ in range(BACKTRACKS):
         trial = jax.tree.map(lambda x, d: x - step * d, state.u, direction)
-        trial_value, trial_grad = _value_and_grad(trial, static, problem)
+        trial_value, trial_grad = evaluate(trial)
         if float(trial_value) <= value - ARMIJO * step * float(slope):
             return _Quasi(trial, opt_state), float(trial_value), trial_grad
         step /= 2
     return None
 
 
-def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem: _Problem, *, steps: int, tol: float, grid: ca_plast.DensityGrid,
+def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem: Problem, *, steps: int, tol: float, grid: ca_plast.DensityGrid,
                  progress: bool, checkpoint: Path | None, checkpoint_every: int, resume: bool, meta: dict
                  ) -> tuple[GraupnerBrunel2012, dict, ca_plast.DensityGrid, np.ndarray]:
     """The density stage of `fit` (module docstring, items 4-5).
@@ -655,7 +674,7 @@ def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem
     """
     free = problem.free
     start_prediction, grid = ca_plast.density_ratios(start, problem.spikes, grid)
-    density_problem = _Problem(problem.spikes, problem.data, problem.sem, free, problem.loss, method="density", grid=grid)
+    density_problem = Problem(problem.spikes, problem.data, problem.sem, free, problem.loss, method="density", grid=grid)
     candidates = {1.0: start}
     if set(INVARIANT) <= set(free.names):
         bounds = dict(zip(free.names, zip(free.lower, free.upper)))
@@ -665,24 +684,24 @@ def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem
                 candidates[k] = rescaled(start, k)
     static = free.split(start)[1]
     # One after the other through the compiled value and gradient the iterations use (no second compilation).
-    evaluated = {k: (free.split(rule)[0], *_value_and_grad(free.split(rule)[0], static, density_problem))
+    evaluated = {k: (free.split(rule)[0], *loss_and_grad(free.split(rule)[0], static, density_problem))
                  for k, rule in candidates.items()}
     scan = {k: float(value) for k, (_, value, _) in evaluated.items()}
     best_k = min(scan, key=lambda k: scan[k] if np.isfinite(scan[k]) else np.inf)
     # The initial rule competes too: a closed-form fit far from the model can be worse in it than the start.
     initial_u = free.split(initial)[0]
-    initial_value, initial_grad = _value_and_grad(initial_u, static, density_problem)
+    initial_value, initial_grad = loss_and_grad(initial_u, static, density_problem)
     if float(initial_value) < scan[best_k]:
         best_k, evaluated[None] = None, (initial_u, initial_value, initial_grad)
     u0 = evaluated[best_k][0]
 
-    state = _Quasi(u0, _lbfgs().init(u0))
+    state = lbfgs_start(u0)
     stage_meta = {**meta, "stage": "density", "start": free.values(start), "grid": repr(grid),
                   "optimizer": "lbfgs-backtracking"}
     history: list[float] = []
     if resume and checkpoint is not None and checkpoint.exists():
         state, history, _ = _load_checkpoint(checkpoint, state, stage_meta)
-    value, grad = _value_and_grad(state.u, static, density_problem) if history else evaluated[best_k][1:]
+    value, grad = loss_and_grad(state.u, static, density_problem) if history else evaluated[best_k][1:]
     value, stuck = float(value), False
     bar = Progress(progress, steps, "fit in the model (density solver, L-BFGS)", "loss", unit="step")
     started = time.monotonic()
@@ -697,7 +716,7 @@ def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem
 
     def step() -> int:
         nonlocal state, value, grad, stuck
-        done = _lbfgs_iteration(state, value, grad, static, density_problem)
+        done = lbfgs_iteration(state, value, grad, lambda u: loss_and_grad(u, static, density_problem))
         if done is None:
             stuck = True
             return len(history)
@@ -799,7 +818,7 @@ def refine_on_hardware(
     interruption; `resume=True` continues from it (when it exists) exactly.
     """
     u0, static = free.split(start)
-    problem = _Problem(dataset.spikes(unit=hardware.period), jnp.asarray(dataset.data, dtype=float),
+    problem = Problem(dataset.spikes(unit=hardware.period), jnp.asarray(dataset.data, dtype=float),
                        jnp.asarray(dataset.sem, dtype=float), free, loss, hardware, refinement.synapses)
     optimizer = _optimizer(refinement.learning_rate, np.inf, 1.0)
     state = _Refining(u0, optimizer.init(u0), jax.tree.map(jnp.zeros_like, u0))

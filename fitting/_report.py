@@ -17,6 +17,7 @@ import ca_plast
 from ca_plast._output import write_file
 from ca_plast._plotting import Figure, figure_bytes
 
+from ._comparison import information_criteria
 from ._fit import FitResult, versions
 from ._losses import checked_prediction, chi2
 from ._precision import in_float64
@@ -113,6 +114,8 @@ def summary(result: FitResult, *, hardware: str = "none") -> dict:
         "modelling": data.modelling,
         "modelling_note": data.modelling_note,
         "n_points": data.n_points,
+        "data": [float(v) for v in data.data],
+        "sem": [float(v) for v in data.sem],
         "init": result.init_name,
         "free": list(result.free),
         "params": result.params,
@@ -127,6 +130,9 @@ def summary(result: FitResult, *, hardware: str = "none") -> dict:
         "chi2_mean": result.chi2_mean,
         "chi2_mean_initial": result.chi2_initial,
         "per_dataset": per_dataset(result),
+        **uncertainty_record(result),
+        "model_comparison": information_criteria(result),
+        "cross_validation": result.cross_validation,
         "reference": reference_score(result),
         "simulated_check": simulated_check(result),
         "steps": result.steps,
@@ -141,6 +147,16 @@ def summary(result: FitResult, *, hardware: str = "none") -> dict:
         "versions": versions(),
         "source": data.source,
     }
+
+
+def uncertainty_record(result: FitResult) -> dict:
+    """fit.json's `uncertainty` (per free parameter: value, se, ci95, identified, ...) and `uncertainty_details`."""
+    if result.uncertainty is None:
+        why = ("a fit through hardware emulation has a stochastic loss (no Hessian or profile)" if result.hardware is not None
+               else "not computed (fitting.with_uncertainty; on the command line --uncertainty laplace or profile)")
+        return {"uncertainty": None, "uncertainty_details": {"notes": [why]}}
+    per_parameter, details = result.uncertainty.record()
+    return {"uncertainty": per_parameter, "uncertainty_details": details}
 
 
 def _method_description(result: FitResult, hardware: str) -> str:
@@ -299,11 +315,18 @@ def plot_fit(result: FitResult, check: dict | None = None, curves: dict | None =
 
 @in_float64
 def write_report(result: FitResult, out: str | Path, *, hardware: str = "none") -> dict:
-    """Write fit.json, fit.csv and fit.png into the folder `out` (which must exist); returns the fit.json record."""
+    """Write fit.json, fit.csv and fit.png into the folder `out` (which must exist), and with the fit's
+    uncertainty corner.png (and profiles.png where profiles were computed); returns the fit.json record."""
+    from ._uncertainty_plots import plot_corner, plot_profiles
+
     out = Path(out)
     record = summary(result, hardware=hardware)
     figure = figure_bytes(plot_fit(result, record["simulated_check"]), "fit.png", dpi=110)
     write_file(out / "fit.csv", table(result).encode())
     write_file(out / "fit.png", figure)
+    if result.uncertainty is not None:
+        write_file(out / "corner.png", figure_bytes(plot_corner(result), "corner.png", dpi=90))
+        if result.uncertainty.profiles is not None:
+            write_file(out / "profiles.png", figure_bytes(plot_profiles(result), "profiles.png", dpi=100))
     write_file(out / "fit.json", (json.dumps(record, indent=2) + "\n").encode())
     return record

@@ -144,32 +144,41 @@ class FreeParameters(eqx.Module):
         self.names, self.paths = names, paths
         self.lower, self.upper = tuple(lower), tuple(upper)
 
-    def _where(self, tree) -> tuple:
+    def get(self, tree) -> tuple:
+        """The free leaves of `tree` (a rule, or a tree of its shape such as `u`), in the order of `names`."""
         return tuple(functools.reduce(getattr, path, tree) for path in self.paths)
+
+    def set(self, tree, leaves: Sequence) -> PyTree:
+        """`tree` with its free leaves replaced by `leaves` (in the order of `names`)."""
+        return eqx.tree_at(self.get, tree, replace=tuple(leaves))
+
+    def is_log(self) -> tuple[bool, ...]:
+        """Per free parameter: whether it moves on a log scale (lower bound > 0), as `to_bounded` maps it."""
+        return tuple(lo > 0 for lo in self.lower)
 
     def filter_spec(self, model: eqx.Module) -> PyTree[bool]:
         """Boolean tree of the rule's shape, True at the free leaves (for `eqx.partition`)."""
         spec = jax.tree.map(lambda _: False, model)
-        return eqx.tree_at(self._where, spec, replace=(True,) * len(self.names))
+        return eqx.tree_at(self.get, spec, replace=(True,) * len(self.names))
 
     def split(self, model: eqx.Module) -> tuple[PyTree, PyTree]:
         """`(u, static)`: the free leaves as unconstrained values, and the fixed rest of the rule."""
         free, static = eqx.partition(model, self.filter_spec(model))
-        u = tuple(to_unconstrained(x, lo, hi) for x, lo, hi in zip(self._where(free), self.lower, self.upper))
-        return eqx.tree_at(self._where, free, replace=u), static
+        u = tuple(to_unconstrained(x, lo, hi) for x, lo, hi in zip(self.get(free), self.lower, self.upper))
+        return eqx.tree_at(self.get, free, replace=u), static
 
     def combine(self, u: PyTree, static: PyTree) -> eqx.Module:
         """The rule with the free leaves mapped back from unconstrained `u` into their bounds."""
-        x = tuple(to_bounded(v, lo, hi) for v, lo, hi in zip(self._where(u), self.lower, self.upper))
-        return eqx.combine(eqx.tree_at(self._where, u, replace=x), static)
+        x = tuple(to_bounded(v, lo, hi) for v, lo, hi in zip(self.get(u), self.lower, self.upper))
+        return eqx.combine(eqx.tree_at(self.get, u, replace=x), static)
 
     def values(self, model: eqx.Module) -> dict[str, float]:
         """The free parameters' values in `model`, by name (rule units)."""
-        return {name: float(np.asarray(x)) for name, x in zip(self.names, self._where(model))}
+        return {name: float(np.asarray(x)) for name, x in zip(self.names, self.get(model))}
 
     def with_values(self, model: eqx.Module, values: Mapping[str, float]) -> eqx.Module:
         """`model` with the free parameters set to `values` (by name, as `values` returns them)."""
-        return eqx.tree_at(self._where, model, replace=tuple(jnp.asarray(values[name]) for name in self.names))
+        return eqx.tree_at(self.get, model, replace=tuple(jnp.asarray(values[name]) for name in self.names))
 
     def sample(self, u: PyTree, n: int, *, key: Key) -> PyTree:
         """`n` random points (leading axis) spread evenly over the bounds (log-evenly for scale parameters).

@@ -250,16 +250,16 @@ def test_free_parameters_bad_bounds():
 def test_objective_gradient_matches_finite_differences(sjostrom):
     rule = ca_plast.gb2012_preset("cortical_slices")
     free = fitting.FreeParameters(rule, ["theta_p", "C_post", "D"])
-    problem = _fit._Problem(sjostrom.spikes(), jnp.asarray(sjostrom.data), jnp.asarray(sjostrom.sem), free, "chi2")
+    problem = _fit.Problem(sjostrom.spikes(), jnp.asarray(sjostrom.data), jnp.asarray(sjostrom.sem), free, "chi2")
     u, static = free.split(rule)
-    objective = eqx.filter_jit(_fit._Problem.objective)
-    grad = eqx.filter_jit(jax.grad(_fit._Problem.objective, argnums=1))(problem, u, static)
+    objective = eqx.filter_jit(_fit.Problem.objective)
+    grad = eqx.filter_jit(jax.grad(_fit.Problem.objective, argnums=1))(problem, u, static)
     for i in range(len(free.names)):
         def moved(t, i=i):
-            return objective(problem, eqx.tree_at(lambda m: free._where(m)[i], u, t), static)
+            return objective(problem, eqx.tree_at(lambda m: free.get(m)[i], u, t), static)
 
-        fd = central_difference(moved, free._where(u)[i], 1e-5)
-        np.testing.assert_allclose(float(free._where(grad)[i]), float(fd), rtol=1e-4, atol=1e-7)
+        fd = central_difference(moved, free.get(u)[i], 1e-5)
+        np.testing.assert_allclose(float(free.get(grad)[i]), float(fd), rtol=1e-4, atol=1e-7)
 
 
 # --- the fit loop --------------------------------------------------------------------------
@@ -476,13 +476,20 @@ def test_main_job_default_fit(tmp_path):
     The reported score is the density solver's; the simulated check (event solver, 10^4
     synapses per state, a key the fit never used) must score <= 0.08 and lie within 0.02 of it.
     """
-    assert main(["fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", str(tmp_path)]) == 0
+    assert main(["fit", "--dataset", "sjostrom2001", "--init", "DP", "--uncertainty", "profile", "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "fit.json").read_text())
     simulated = record["simulated_check"]["chi2_mean"]
     print(f"main job: mean z^2 {record['chi2_mean']:.4f} (density), {simulated:.4f} simulated, {record['wall_s']:.1f} s")
     assert record["simulated_check"]["n_synapses_per_state"] >= 10_000
     assert simulated <= 0.08 and abs(record["chi2_mean"] - simulated) <= 0.02
-    assert {"fit.json", "fit.csv", "fit.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"fit.json", "fit.csv", "fit.png", "corner.png", "profiles.png"} <= {p.name for p in tmp_path.iterdir()}
+    uncertainty = record["uncertainty"]
+    assert list(uncertainty) == TEN and all(e["source"] == "profile" for e in uncertainty.values())
+    for name, entry in uncertainty.items():
+        print(f"  {name}: {entry['value']:.4g} in {entry['ci95']}, identified {entry['identified']}")
+        assert entry["ci95"][0] <= entry["value"] <= entry["ci95"][1]
+        assert entry["identified"] == (entry["profile_sides"] == ["closed", "closed"])
+    assert uncertainty["theta_p"]["identified"]
 
 
 def test_density_fit_holds_in_the_model(tmp_path, capsys):
@@ -513,7 +520,7 @@ def test_density_stage_starts_from_the_initial_rule_where_it_is_better_in_the_mo
     free = fitting.FreeParameters(ca_plast.gb2012_preset("DP"), ["theta_p", "theta_d"])
     initial = free.with_values(ca_plast.gb2012_preset("DP"), {"theta_p": 1.3, "theta_d": 1.0})
     far = free.with_values(initial, {"theta_p": 4.0, "theta_d": 1.0})
-    problem = _fit._Problem(sjostrom.spikes(), jnp.asarray(sjostrom.data), jnp.asarray(sjostrom.sem), free, "chi2")
+    problem = _fit.Problem(sjostrom.spikes(), jnp.asarray(sjostrom.data), jnp.asarray(sjostrom.sem), free, "chi2")
     model, record, _, prediction = _fit._fit_density(
         far, initial, problem, steps=3, tol=0.0, grid=ca_plast.DensityGrid(), progress=False, checkpoint=None,
         checkpoint_every=100, resume=False, meta={})
