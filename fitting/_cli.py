@@ -355,8 +355,13 @@ def _uncertainty_lines(record: dict) -> list[str]:
                 f"{hi:.4g}" + (" (bound)" if hi >= bounds[1] * (1 - 1e-9) else "")]
         se = "" if entry["se"] is None else f", s.e. {entry['se']:.3g}"
         verdict = "identified" if entry["identified"] else "NOT identified (the interval reaches a bound)"
+        if entry["source"] == "laplace" and not entry["laplace_confirmed"]:
+            verdict += "; the model does not confirm this interval"
         lines.append(f"  {name} = {entry['value']:.4g}, 95 % [{ends[0]}, {ends[1]}]{se}: {verdict}")
     lines += [f"  note: {note}" for note in details["notes"]]
+    if source == "Laplace approximation":
+        lines.append("  Laplace intervals are local (a quadratic model of the loss at the fit); GB2012's thresholds make the "
+                     "loss piecewise smooth: --uncertainty profile refits the model for each interval")
     return lines
 
 

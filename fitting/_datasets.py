@@ -37,7 +37,8 @@ class Dataset:
     to these data, if any (a `ca_plast.GB2012_PRESETS` name), scored next to every fit.
     `specs`: each point's protocol as a row of the CSV format (column -> text, `fitting`'s
     `_table` module), when it has one: then `to_csv` writes the data set, and `from_csv`
-    reads it back to the same protocols.
+    reads it back to the same protocols. `panel_x_labels`: (panel, x label) pairs for panels
+    whose x is not `x_label` (the parts of a joint fit); `x_label_of(panel)` gives either.
     """
 
     name: str
@@ -55,6 +56,7 @@ class Dataset:
     reference: str | None = None
     curve: Callable[[int, float], Protocol] | None = None
     specs: tuple[dict[str, str], ...] | None = None
+    panel_x_labels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         n = len(self.protocols)
@@ -96,6 +98,10 @@ class Dataset:
             specs=None if self.specs is None else pick(self.specs),
             curve=None if curve is None else (lambda i, x: curve(keep[i], x)),
         )
+
+    def x_label_of(self, panel: str) -> str:
+        """The x label of one panel of the plot."""
+        return dict(self.panel_x_labels).get(panel, self.x_label)
 
     @classmethod
     def from_csv(cls, path: str | Path, name: str | None = None) -> "Dataset":
@@ -157,6 +163,7 @@ def combine(name: str, parts: Sequence[Dataset], x_label: str) -> Dataset:
         reference=parts[0].reference if len({p.reference for p in parts}) == 1 else None,
         curve=_combined_curve(parts),
         specs=None if any(p.specs is None for p in parts) else sum((p.specs for p in parts), ()),
+        panel_x_labels=tuple((p.name, p.x_label) for p in parts if p.x_label and p.x_label != x_label),
     )
 
 

@@ -270,7 +270,7 @@ def plot_fit(result: FitResult, check: dict | None = None, curves: dict | None =
             ax.set_xticks(data.x[in_panel], [data.labels[i] for i in np.flatnonzero(in_panel)], rotation=60,
                           ha="right", fontsize=7)
         else:
-            ax.set_xlabel(data.x_label)
+            ax.set_xlabel(data.x_label_of(panel))
             if _log_axis(data.x[in_panel]):
                 ax.set_xscale("log")
         ax.set_ylabel("change in synaptic strength (after / before)")

@@ -2,6 +2,8 @@
 the `ca_plast` builders build, every shipped data set round-trips through the format, and every
 bad file is one line naming the file, line and column."""
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 import ca_plast as cp
+from ca_plast import fitting
 from ca_plast.fitting import DATASETS, Dataset, load_dataset, modellings
 
 MINIMAL = """# my lab, slice recordings, 2026
@@ -198,3 +201,29 @@ def test_subset_keeps_every_per_point_field_and_the_curves():
     assert _same_protocol(part.curve(0, 12.5), shipped.curve(40, 12.5))
     with pytest.raises(ValueError, match="subset needs indices from 0 to 74"):
         shipped.subset([75])
+
+
+def test_joint_fit_scores_each_data_set(tmp_path):
+    """`--dataset A --dataset B`: one fit on all points; fit.json's per_dataset holds each data set's
+    mean z^2 (checked against fit.csv's rows), the published set's too, and each panel keeps its x label."""
+    out = tmp_path / "joint"
+    proc = _ca_plast("fit", "--dataset", "wittenberg_wang2006_pairs", "--dataset", "wittenberg_wang2006_burst100",
+                     "--init", "hippocampal_slices", "--free", "theta_p,theta_d", "--method", "closed-form",
+                     "--steps", "20", "--starts", "2", "--uncertainty", "none", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "fit.json").read_text())
+    pairs, burst = (load_dataset(n) for n in ("wittenberg_wang2006_pairs", "wittenberg_wang2006_burst100"))
+    assert record["n_points"] == pairs.n_points + burst.n_points
+    rows = list(csv.DictReader(io.StringIO((out / "fit.csv").read_text())))
+    z2 = np.array([((float(r["model"]) - float(r["data"])) / float(r["sem"])) ** 2 for r in rows])
+    parts = {"wittenberg_wang2006_pairs": z2[:pairs.n_points], "wittenberg_wang2006_burst100": z2[pairs.n_points:]}
+    assert list(record["per_dataset"]) == list(parts)
+    for name, values in parts.items():
+        assert record["per_dataset"][name]["n_points"] == values.size
+        assert record["per_dataset"][name]["chi2_mean"] == pytest.approx(values.mean(), rel=1e-4)
+        assert f"  {name} ({values.size} points): mean z^2" in proc.stdout
+    assert record["chi2_mean"] == pytest.approx(z2.mean(), rel=1e-4)
+    assert set(record["reference"]["per_dataset"]) == set(parts)
+    combined = fitting.joint([pairs, burst])
+    assert combined.x_label_of("wittenberg_wang2006_pairs") == pairs.x_label
+    assert combined.x_label_of("wittenberg_wang2006_burst100") == burst.x_label
