@@ -106,6 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="laplace: standard errors, 95 %% intervals and identifiability from the Hessian at the fit; "
                              "profile: also the profile likelihood of every free parameter (the others refitted at each "
                              "point, in the model; minutes), which then decides the intervals; none: skip")
+    parser.add_argument("--mcmc", type=int, default=0, metavar="N",
+                        help="also N posterior draws per chain (two chains) by NUTS in the model (needs blackjax: pip install "
+                             "'ca_plast[mcmc]'); slow with the density solver (about a gradient per integration step)")
     parser.add_argument("--cv", default=None, metavar="K|loo",
                         help="also cross-validate: K folds (or loo, leave one point out), each refitted in the model "
                              "from the fit and scored on its held-out points (fit.json cross_validation; compare fits "
@@ -188,6 +191,14 @@ def run(args, interrupts: Interrupts) -> int:
         raise UsageError(f"unknown --method {args.method!r}; valid: {', '.join(METHODS)}")
     if args.uncertainty not in UNCERTAINTY:
         raise UsageError(f"unknown --uncertainty {args.uncertainty!r}; valid: {', '.join(UNCERTAINTY)}")
+    if args.mcmc:
+        if not 1 <= args.mcmc <= MAX_STEPS or args.uncertainty == "none":
+            raise UsageError(f"ca-plast fit: --mcmc needs a number of draws from 1 to {MAX_STEPS} and --uncertainty "
+                             f"laplace or profile, got {args.mcmc} with --uncertainty {args.uncertainty}")
+        try:
+            import blackjax  # noqa: F401
+        except ImportError:
+            raise UsageError("ca-plast fit: --mcmc needs blackjax: pip install 'ca_plast[mcmc]'") from None
     names, files = args.dataset or [], args.data or []
     if not names and not files:
         raise UsageError("ca-plast fit: give --dataset NAME or --data FILE.csv (either may repeat, for a joint fit)")
@@ -314,8 +325,8 @@ def _fit_and_report(args, interrupts: Interrupts, out: Path, checkpoint: Path, d
                          method=args.method, density_steps=args.density_steps)
             interrupts.check()
             if args.uncertainty != "none" and result.hardware is None:
-                result = with_uncertainty(result, profile=args.uncertainty == "profile", progress=True,
-                                          checkpoint=out / PROFILES)
+                result = with_uncertainty(result, profile=args.uncertainty == "profile", samples=args.mcmc,
+                                          seed=args.seed, progress=True, checkpoint=out / PROFILES)
                 interrupts.check()
             if folds is not None and result.hardware is None:
                 result = dataclasses.replace(result, cross_validation=cross_validate(result, folds, progress=True))
@@ -357,6 +368,8 @@ def _uncertainty_lines(record: dict) -> list[str]:
         verdict = "identified" if entry["identified"] else "NOT identified (the interval reaches a bound)"
         if entry["source"] == "laplace" and not entry["laplace_confirmed"]:
             verdict += "; the model does not confirm this interval"
+        if "posterior_ci95" in entry:
+            verdict += f"; posterior 95 % [{entry['posterior_ci95'][0]:.4g}, {entry['posterior_ci95'][1]:.4g}]"
         lines.append(f"  {name} = {entry['value']:.4g}, 95 % [{ends[0]}, {ends[1]}]{se}: {verdict}")
     lines += [f"  note: {note}" for note in details["notes"]]
     if source == "Laplace approximation":

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ca_plast._progress import Progress
+from ca_plast._spikes import without_ticks
 
 from ._fit import FitResult, Problem, lbfgs_iteration, lbfgs_start, loss_and_grad
 from ._losses import checked_prediction, chi2
@@ -70,8 +71,8 @@ def cross_validate(result: FitResult, folds: int = 5, *, seed: int = 0, iteratio
     for k, test in enumerate(_folds(data.n_points, int(folds), seed)):
         train = np.setdiff1d(np.arange(data.n_points), test)
         part = data.subset(train)
-        problem = Problem(part.spikes(), jnp.asarray(part.data, dtype=float), jnp.asarray(part.sem, dtype=float), free,
-                          result.loss, method=result.method, grid=result.grid)
+        problem = Problem(without_ticks(part.spikes()), jnp.asarray(part.data, dtype=float),
+                          jnp.asarray(part.sem, dtype=float), free, result.loss, method=result.method, grid=result.grid)
 
         def evaluate(u, problem=problem):
             return loss_and_grad(u, static, problem)

@@ -60,6 +60,7 @@ rise) shows that the fit had not reached the best point; the record says so.
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -69,6 +70,7 @@ import numpy as np
 from ca_plast._custom_types import Array
 from ca_plast._output import write_file
 from ca_plast._progress import Progress
+from ca_plast._spikes import without_ticks
 
 from ._fit import INVARIANT, FitResult, Problem, lbfgs_iteration, lbfgs_start, loss_and_grad
 from ._losses import LOSSES, predict
@@ -110,8 +112,9 @@ class Likelihood:
     def of(cls, result: FitResult) -> "Likelihood":
         data = result.dataset
         free = FreeParameters(result.initial_model, result.free, result.settings["bounds"])
-        problem = Problem(data.spikes(), jnp.asarray(data.data, dtype=float), jnp.asarray(data.sem, dtype=float), free,
-                          result.loss, method=result.method, grid=result.grid)
+        # As the fit built it (durations dropped), so that its compiled loss and gradient serve here too.
+        problem = Problem(without_ticks(data.spikes()), jnp.asarray(data.data, dtype=float),
+                          jnp.asarray(data.sem, dtype=float), free, result.loss, method=result.method, grid=result.grid)
         n, p = data.n_points, len(result.free)
         residual = float(np.sum(((np.asarray(result.prediction) - data.data) / data.sem) ** 2))
         scale2 = max(1.0, residual / (n - p)) if n > p else 1.0
@@ -592,14 +595,25 @@ PROFILES_KIND = "ca_plast profile likelihoods"
 
 @dataclasses.dataclass(frozen=True)
 class Uncertainty:
-    """What `with_uncertainty` adds to a fit: its `laplace` approximation and, if asked, its `profiles`."""
+    """What `with_uncertainty` adds to a fit: its `laplace` approximation and, if asked, its `profiles`
+    and `posterior` samples (a `fitting.Posterior`)."""
 
     laplace: Laplace
     profiles: dict[str, Profile] | None = None
+    posterior: Any = None
 
     def record(self) -> tuple[dict, dict]:
-        """fit.json's `uncertainty` and `uncertainty_details` (`record`)."""
-        return record(self.laplace, self.profiles)
+        """fit.json's `uncertainty` and `uncertainty_details` (`record`; with posterior samples, each
+        parameter's `posterior_median` and `posterior_ci95`, and `uncertainty_details.posterior`)."""
+        per_parameter, details = record(self.laplace, self.profiles)
+        if self.posterior is not None:
+            posterior = self.posterior.record()
+            for name, entry in per_parameter.items():
+                entry["posterior_median"] = posterior["parameters"][name]["median"]
+                entry["posterior_ci95"] = posterior["parameters"][name]["ci95"]
+            details["posterior"] = posterior
+            details["notes"] += posterior["notes"]
+        return per_parameter, details
 
 
 def _profiles_meta(result: FitResult) -> dict:
@@ -631,11 +645,13 @@ def _save_profiles(path: Path, meta: dict, found: dict[str, Profile]) -> None:
     write_file(path, (json.dumps({"meta": meta, "profiles": profiles}) + "\n").encode())
 
 
-def with_uncertainty(result: FitResult, *, profile: bool = False, progress: bool = False,
-                     checkpoint: str | Path | None = None) -> FitResult:
+def with_uncertainty(result: FitResult, *, profile: bool = False, samples: int = 0, progress: bool = False,
+                     checkpoint: str | Path | None = None, seed: int = 0) -> FitResult:
     """`result` with its `uncertainty`: the Laplace approximation and, with `profile=True`, the profile likelihoods.
 
-    Both use the fit's deterministic prediction (`result.method`). `checkpoint`: a file that
+    `samples` > 0: also that many posterior draws per chain by NUTS (`fitting.sample_posterior`,
+    two chains, `seed`; needs blackjax). All use the fit's deterministic prediction
+    (`result.method`). `checkpoint`: a file that
     keeps each finished profile (written atomically after each parameter); a later call for
     the same fit continues from it. Fits through hardware emulation are refused (their loss
     is stochastic: no Hessian, no profile).
@@ -650,4 +666,9 @@ def with_uncertainty(result: FitResult, *, profile: bool = False, progress: bool
         done = {} if path is None else _load_profiles(path, meta)
         found = profiles(result, fitted, progress=progress, done=done,
                          save=None if path is None else lambda found: _save_profiles(path, meta, found))
-    return dataclasses.replace(result, uncertainty=Uncertainty(fitted, found))
+    posterior = None
+    if samples:
+        from ._posterior import sample_posterior
+
+        posterior = sample_posterior(result, samples=samples, warmup=max(200, samples // 2), seed=seed, progress=progress)
+    return dataclasses.replace(result, uncertainty=Uncertainty(fitted, found, posterior))

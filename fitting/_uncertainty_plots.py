@@ -92,6 +92,11 @@ def plot_corner(result: FitResult) -> Figure:
     v_lo = np.array([np.log(b) if is_log else b for b, is_log in zip(fitted.lower, log)])
     v_hi = np.array([np.log(b) if is_log else b for b, is_log in zip(fitted.upper, log)])
     limits = np.stack([np.maximum(v_lo, v_hat - 1.3 * Z95 * sd), np.minimum(v_hi, v_hat + 1.3 * Z95 * sd)], axis=1)
+    draws = None
+    if uncertainty.posterior is not None:
+        flat = uncertainty.posterior.samples.reshape(-1, p)
+        flat = flat[:: max(1, len(flat) // 2000)]
+        draws = np.where(log, np.log(flat), flat)
     fig = Figure(figsize=(1.55 * p + 1, 1.55 * p + 0.6), layout="constrained")
     axes = fig.subplots(p, p, squeeze=False)
     for row in range(p):
@@ -109,6 +114,9 @@ def plot_corner(result: FitResult) -> Figure:
                     pv = np.log(profile.x) if log[row] else profile.x
                     ax.plot(pv, np.exp(-0.5 * profile.rise), "o-", color=colour, ms=2, lw=0.8)
                 ax.axvspan(*np.log(fitted.ci95[row]) if log[row] else fitted.ci95[row], color=colour, alpha=0.12)
+                if draws is not None:
+                    counts, edges = np.histogram(draws[:, row], bins=30)
+                    ax.stairs(counts / counts.max(), edges, color="C2", lw=0.8)
                 ax.set_ylim(0, 1.1)
                 ax.set_yticks([])
             else:
@@ -117,6 +125,8 @@ def plot_corner(result: FitResult) -> Figure:
                 minor, major = 2 * np.sqrt(CHI2_95_2D * np.maximum(values, 0))
                 angle = np.degrees(np.arctan2(vectors[1, 1], vectors[0, 1]))  # of the major axis
                 ax.add_patch(Ellipse((v_hat[column], v_hat[row]), major, minor, angle=angle, fill=False, color="C0", lw=1))
+                if draws is not None:
+                    ax.plot(draws[:, column], draws[:, row], ",", color="C2", alpha=0.4)
                 ax.plot(v_hat[column], v_hat[row], "k.", ms=3)
                 ax.set_ylim(*limits[row])
             ax.set_xlim(*limits[column])
@@ -133,6 +143,7 @@ def plot_corner(result: FitResult) -> Figure:
                 ax.set_yticklabels([])
     scale = np.sqrt(fitted.scale2)
     fig.suptitle(f"{result.dataset.name}: Laplace approximation ({result.method} prediction), joint 95 % regions; "
-                 "axes in log x for scale parameters;\nred: not identified (95 % interval reaches a bound; the profile's verdict where computed)"
+                 "axes in log x for scale parameters;" + (" green: posterior draws (NUTS);" if draws is not None else "")
+                 + "\nred: not identified (95 % interval reaches a bound; the profile's verdict where computed)"
                  + ("" if scale == 1 else f"; errors scaled by s = {scale:.3g}"), fontsize=9)
     return fig

@@ -115,6 +115,26 @@ def test_profile_agrees_with_laplace_where_the_loss_is_quadratic(sjostrom):
         assert np.all(profile.rise >= -1e-6) and np.all(np.diff(profile.x) > 0)
 
 
+def test_posterior_matches_laplace_where_the_loss_is_quadratic(sjostrom):
+    """NUTS draws (blackjax) against the Laplace approximation where the loss is close to quadratic
+    (errors 100x smaller): same standard deviations within Monte Carlo error, mean at the fit; same
+    seed, same draws."""
+    result = _exact_fit(sjostrom, ["theta_p", "theta_d"], sem_factor=0.01)
+    fitted = fitting.laplace(result)
+    posterior = fitting.sample_posterior(result, samples=400, warmup=300, chains=2, seed=1)
+    v = np.log(posterior.samples.reshape(-1, 2))
+    sd = np.sqrt(np.diag(fitted.covariance))
+    print("posterior sd", v.std(axis=0), "laplace", sd, "ess", posterior.ess, "rhat", posterior.rhat)
+    assert posterior.samples.shape == (2, 400, 2) and posterior.divergent.sum() == 0
+    assert np.all(posterior.rhat < 1.02) and np.all(posterior.ess > 100)
+    np.testing.assert_allclose(v.std(axis=0), sd, rtol=0.15)
+    assert np.all(np.abs(v.mean(axis=0) - np.log(fitted.estimate)) < 4 * sd / np.sqrt(posterior.ess))
+    record = posterior.record()
+    assert record["parameters"]["theta_p"]["ci95"][0] < 1.3 < record["parameters"]["theta_p"]["ci95"][1]
+    a, b = (fitting.sample_posterior(result, samples=20, warmup=20, chains=1, seed=5).samples for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+
+
 def test_profiles_resume_from_their_checkpoint(sjostrom, tmp_path, monkeypatch):
     result = _exact_fit(sjostrom, ["theta_p", "theta_d"])
     path = tmp_path / "profiles.json"
@@ -179,14 +199,15 @@ def test_simulated_data_set_has_the_rule_as_its_mean(sjostrom):
 def test_cli_reports_uncertainty(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", str(out), "--starts", "4", "--steps", "40",
-                 "--free", "theta_p,theta_d", "--method", "closed-form", "--uncertainty", "profile"]) == 0
+                 "--free", "theta_p,theta_d", "--method", "closed-form", "--uncertainty", "profile", "--mcmc", "60"]) == 0
     printed = capsys.readouterr().out
     record = json.loads((out / "fit.json").read_text())
     for name in ("theta_p", "theta_d"):
         entry = record["uncertainty"][name]
-        assert {"se", "ci95", "identified"} <= set(entry) and entry["source"] == "profile"
+        assert {"se", "ci95", "identified", "posterior_ci95"} <= set(entry) and entry["source"] == "profile"
         assert f"  {name} = " in printed
-    assert "uncertainty, 95 % intervals from the profile likelihood" in printed
+    assert "uncertainty, 95 % intervals from the profile likelihood" in printed and "posterior 95 % [" in printed
+    assert record["uncertainty_details"]["posterior"]["settings"]["samples"] == 60
     assert (out / "profiles.png").is_file() and (out / "corner.png").is_file() and (out / "checkpoint_profiles.json").is_file()
     assert main(["fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", str(tmp_path / "x"),
                  "--uncertainty", "mcmc"]) == 2
