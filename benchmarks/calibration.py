@@ -24,8 +24,11 @@ form instead (seconds per data set): a check of the statistics alone, where the 
 is the model. Results go to benchmarks/calibration_METHOD.json, rewritten atomically after
 every data set; a later run with the same settings continues where it stopped.
 
-Usage: python benchmarks/calibration.py [--sets 50] [--profile] [--method density|closed-form] [--free NAME,...]
-                                        [--out FILE]
+With `--mcmc N` each data set also gets N posterior draws per chain (NUTS), whose 2.5-97.5 %
+interval is scored over all data sets (a Bayesian interval has no "identified" verdict).
+
+Usage: python benchmarks/calibration.py [--sets 50] [--profile] [--mcmc N] [--method density|closed-form]
+                                        [--free NAME,...] [--out FILE]
 """
 
 import argparse
@@ -51,7 +54,7 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     return (centre - half, centre + half)
 
 
-def one_set(seed: int, free: list[str], profile: bool, steps: int, density_steps: int, method: str) -> dict:
+def one_set(seed: int, free: list[str], profile: bool, steps: int, density_steps: int, method: str, mcmc: int) -> dict:
     import equinox as eqx
     import numpy as np
 
@@ -66,7 +69,7 @@ def one_set(seed: int, free: list[str], profile: bool, steps: int, density_steps
     started = time.monotonic()
     result = fitting.fit(data, start, free, steps=steps, density_steps=density_steps, n_starts=16, seed=seed,
                          method=method)
-    result = fitting.with_uncertainty(result, profile=profile)
+    result = fitting.with_uncertainty(result, profile=profile, samples=mcmc, seed=seed)
     per_parameter, details = result.uncertainty.record()
     return {"seed": seed, "chi2_mean": result.chi2_mean, "truth": values, "uncertainty": per_parameter,
             "notes": details["notes"], "wall_s": time.monotonic() - started}
@@ -78,6 +81,10 @@ def summarise(sets: list[dict], free: list[str]) -> dict:
         entries = [s["uncertainty"][name] for s in sets]
         truth = sets[0]["truth"][name]
         row = {"n": len(entries)}
+        if "posterior_ci95" in entries[0]:
+            covered = sum(e["posterior_ci95"][0] <= truth <= e["posterior_ci95"][1] for e in entries)
+            row["posterior"] = {"covered": covered, "coverage": covered / len(entries),
+                                "coverage_wilson95": wilson(covered, len(entries))}
         for source in ("laplace", "profile"):
             if source == "profile" and entries[0]["source"] != "profile":
                 continue
@@ -112,6 +119,7 @@ def main() -> int:
     parser.add_argument("--free", default=FREE)
     parser.add_argument("--steps", type=int, default=300, help="Adam steps of the closed-form stage")
     parser.add_argument("--density-steps", type=int, default=30, help="L-BFGS iterations in the model")
+    parser.add_argument("--mcmc", type=int, default=0, help="also N posterior draws per chain (NUTS, blackjax)")
     parser.add_argument("--method", default="density", help="density (the model) or closed-form (data made and fitted "
                         "by GB2012's approximation: a check of the statistics alone, in seconds per data set)")
     parser.add_argument("--out", default=None, help="default benchmarks/calibration_METHOD.json")
@@ -124,7 +132,7 @@ def main() -> int:
     free = args.free.split(",")
     args.out = args.out or os.path.join(HERE, f"calibration_{args.method.replace('-', '_')}.json")
     settings = {"truth": TRUTH, "dataset": DATASET, "free": free, "profile": args.profile, "steps": args.steps,
-                "density_steps": args.density_steps, "method": args.method}
+                "density_steps": args.density_steps, "method": args.method, **({"mcmc": args.mcmc} if args.mcmc else {})}
     record = {"settings": settings, "sets": []}
     if os.path.exists(args.out):
         stored = json.load(open(args.out))
@@ -135,7 +143,7 @@ def main() -> int:
     for seed in range(args.sets):
         if seed in done:
             continue
-        entry = one_set(seed, free, args.profile, args.steps, args.density_steps, args.method)
+        entry = one_set(seed, free, args.profile, args.steps, args.density_steps, args.method, args.mcmc)
         record["sets"].append(entry)
         record["summary"] = summarise(record["sets"], free)
         write_file(args.out, (json.dumps(record, indent=1) + "\n").encode())
@@ -153,6 +161,10 @@ def main() -> int:
                     f"{r['coverage']:.1%} (Wilson 95 % {r['coverage_wilson95'][0]:.1%}-{r['coverage_wilson95'][1]:.1%})"
                 print(f"  {name:8s} {source:8s}: identified {r['identified']}/{row['n']}, covers the truth {r['covered']}: "
                       f"{coverage}")
+        if "posterior" in row:
+            r = row["posterior"]
+            print(f"  {name:8s} posterior (NUTS), all sets: covers the truth {r['covered']}/{row['n']}: {r['coverage']:.1%} "
+                  f"(Wilson 95 % {r['coverage_wilson95'][0]:.1%}-{r['coverage_wilson95'][1]:.1%})")
         if "laplace_confirmed" in row:
             confirmed = row["laplace_confirmed"]
             print(f"  {name:8s} laplace, confirmed by the model at both ends: {confirmed['n']} sets, covers the truth "

@@ -91,6 +91,7 @@ PROFILE_POINTS = 36
 PROFILE_ITERATIONS = 20
 PROFILE_TOLERANCE = 1e-4
 BISECTIONS = 3
+BETTER = 0.1  # a profile point this much below the fit (delta chi^2) is reported: the fit missed the best point
 PROFILE_STARTS = 4  # the fit's other local optima tried beyond a wall, per side
 
 
@@ -264,7 +265,7 @@ def laplace(result: FitResult) -> Laplace:
     if unconfirmed:
         notes.append(f"the model does not confirm the Laplace interval of {', '.join(unconfirmed)}: at its ends delta "
                      f"chi^2 is not within {CHECK_RANGE[0]:g}-{CHECK_RANGE[1]:g} of 3.84 (the loss is not quadratic "
-                     "there); the profile likelihood (--uncertainty profile) gives the model's interval")
+                     "there); the profile likelihood gives the model's interval")
     return Laplace(
         names=names, coordinates=tuple("log" if log else "linear" for log in likelihood.is_log), estimate=x,
         lower=np.asarray(likelihood.free.lower), upper=np.asarray(likelihood.free.upper), nll=float(value),
@@ -577,7 +578,7 @@ def record(fitted: Laplace, found: dict[str, Profile] | None = None) -> tuple[di
     }
     for name, profile in (found or {}).items():
         k = int(np.argmin(profile.rise))
-        if profile.rise[k] < -PROFILE_TOLERANCE:
+        if profile.rise[k] < -BETTER:
             details["notes"].append(f"the profile of {name} found a loss lower than the fit's (delta chi^2 "
                                     f"{profile.rise[k]:.3g} at {name} = {profile.x[k]:.4g}): the fit did not reach the "
                                     "best point; fit again from there or with more starts")
