@@ -53,6 +53,7 @@ from ._uncertainty import (
 
 if TYPE_CHECKING:
     from ._report import plot_fit as plot_fit, summary as summary, write_report as write_report
+    from ._uncertainty_plots import plot_corner as plot_corner, plot_profiles as plot_profiles
 
 
 def __getattr__(name: str):
@@ -61,4 +62,8 @@ def __getattr__(name: str):
         from . import _report
 
         return getattr(_report, name)
+    if name in ("plot_corner", "plot_profiles"):
+        from . import _uncertainty_plots
+
+        return getattr(_uncertainty_plots, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
