@@ -37,8 +37,9 @@ and an interval whose ends do not rise by 1.92-7.68 is reported as not confirmed
 (`laplace_confirmed`). GB2012's thresholds make its loss piecewise smooth: where a protocol's
 calcium stops crossing a threshold the loss has a kink or a wall, and local curvature says
 nothing beyond it. Measured on data simulated from DP on the Sjostrom 2001 design
-(`benchmarks/calibration.py`), the Laplace intervals of theta_p and theta_d cover the truth in
-68 % of data sets, the profile intervals in 96-98 %.
+(`benchmarks/calibration.py`, 50 data sets, theta_p and theta_d free), the Laplace intervals
+cover the truth in 68-72 % of data sets, the profile intervals in 96-100 % (closed form and
+density solver).
 
 Profile likelihood (`profiles`). Each free parameter in turn is held at values stepped away
 from the fit on both sides (in v), and at each the others are fitted again (L-BFGS, warm
