@@ -78,7 +78,8 @@ def plot_profiles(result: FitResult) -> Figure:
 def plot_corner(result: FitResult) -> Figure:
     """The Laplace approximation of every pair of free parameters: joint 95 % regions (ellipses in
     the coordinates v, drawn on log axes for scale parameters) and, on the diagonal, each
-    marginal (with the profile's exp(-Delta chi^2 / 2) where profiles were computed)."""
+    marginal (with the profile's exp(-Delta chi^2 / 2) where profiles were computed) and the
+    reported 95 % interval shaded (the profile's where computed)."""
     uncertainty = result.uncertainty
     if uncertainty is None:
         raise ValueError("plot_corner: the fit has no uncertainty; compute it with with_uncertainty(result)")
@@ -113,7 +114,9 @@ def plot_corner(result: FitResult) -> Figure:
                     profile = found[names[row]]
                     pv = np.log(profile.x) if log[row] else profile.x
                     ax.plot(pv, np.exp(-0.5 * profile.rise), "o-", color=colour, ms=2, lw=0.8)
-                ax.axvspan(*np.log(fitted.ci95[row]) if log[row] else fitted.ci95[row], color=colour, alpha=0.12)
+                # The interval the report gives: the profile's where it was computed.
+                interval = np.asarray(found[names[row]].ci95 if names[row] in found else fitted.ci95[row])
+                ax.axvspan(*np.log(interval) if log[row] else interval, color=colour, alpha=0.12)
                 if draws is not None:
                     counts, edges = np.histogram(draws[:, row], bins=30)
                     ax.stairs(counts / counts.max(), edges, color="C2", lw=0.8)
