@@ -3,6 +3,7 @@
     ca-plast fit (--dataset NAME | --data FILE.csv)... --init PRESET [--free NAME,NAME,...] [--steps N] [--seed S]
                  [--method density|closed-form] [--hardware none|bss2] --out DIR [--resume | --force]
                  [--modelling M] [--starts K] [--loss L] [--density-steps N] [--refine-steps N]
+                 [--uncertainty none|laplace|profile] [--mcmc N] [--cv K|loo]
 
 `--method density` (the default) screens and fits with GB2012's closed form, then finishes in
 the model itself on the density solver's exact prediction; the reported mean z^2 and the
@@ -10,12 +11,14 @@ plotted curves are then the model's. `--method closed-form` stops after the clos
 (GB2012's approximation, as GB2012 fitted). Every fit is checked by an event-driven
 simulation (fit.json `simulated_check`).
 
-Writes DIR/fit.json, DIR/fit.csv, DIR/fit.png, and DIR/checkpoint.npz (every 100 steps,
-at the end and on Ctrl-C; `--resume` continues from it; the density and hardware stages
-have their own, `checkpoint_density.npz` and `checkpoint_hardware.npz`). Every argument is
-checked before anything is written; a bad one exits with status 2 and leaves DIR untouched.
-A folder that already holds a fit is continued with `--resume` or replaced with `--force`
-(which first deletes those six files, nothing else), never overwritten silently. A lock
+Writes DIR/fit.json, DIR/fit.csv, DIR/fit.png, with the uncertainty DIR/corner.png (and
+DIR/profiles.png), and DIR/checkpoint.npz (every 100 steps, at the end and on Ctrl-C;
+`--resume` continues from it; the density and hardware stages have their own,
+`checkpoint_density.npz` and `checkpoint_hardware.npz`, the profiles
+`checkpoint_profiles.json`). Every argument is checked before anything is written; a bad one
+exits with status 2 and leaves DIR untouched. A folder that already holds a fit is continued
+with `--resume` or replaced with `--force` (which first deletes those files, nothing else),
+never overwritten silently. A lock
 (DIR/.ca-plast-fit.lock, held while the fit runs) keeps a second fit out of the folder.
 Ctrl-C ends the fit with status 130 and one line saying which checkpoints hold its progress.
 
@@ -95,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder for fit.json, fit.csv, fit.png and the checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the fit in DIR from its checkpoints")
     parser.add_argument("--force", action="store_true",
-                        help="replace the fit already in DIR (deletes its fit.* and checkpoint*.npz first)")
+                        help="replace the fit already in DIR (deletes its fit.*, corner.png, profiles.png and checkpoint* files first)")
     parser.add_argument("--modelling", metavar="NAME",
                         help="how the data set's protocols are modelled, where it has several (e.g. sjostrom2001: "
                              "regular, trains) (default: the data set's first)")
