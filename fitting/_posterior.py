@@ -22,14 +22,17 @@ blackjax is an optional dependency (`pip install 'ca_plast[mcmc]'`), imported on
 
 import dataclasses
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ca_plast._progress import Progress
 
-from ._fit import FitResult
-from ._transforms import to_bounded
+from ca_plast._custom_types import Array, PyTree
+
+from ._fit import FitResult, Problem
+from ._transforms import FreeParameters, to_bounded
 
 # Chains after the first start this far from the fit (unit normal in u, times this).
 JITTER = 0.1
@@ -85,6 +88,41 @@ def _blackjax():
     return blackjax
 
 
+class _Target(eqx.Module):
+    """The log posterior density in the fit's unconstrained coordinates (module docstring), as a module:
+    the compiled warm-up and draws then serve every chain and every call on a problem of the same shape."""
+
+    free: FreeParameters
+    u_hat: PyTree
+    static: PyTree
+    problem: Problem
+    weight: Array
+
+    def __call__(self, position: Array) -> Array:
+        u = self.free.set(self.u_hat, tuple(position[i] for i in range(position.size)))
+        prior = jnp.sum(jax.nn.log_sigmoid(position) + jax.nn.log_sigmoid(-position))
+        return -self.weight * self.problem.objective(u, self.static) + prior
+
+
+@eqx.filter_jit
+def _warmup(target: _Target, key: Array, position: Array, steps: int):
+    """Window adaptation from `position`: the last state and the adapted step size and mass matrix."""
+    blackjax = _blackjax()
+    return blackjax.window_adaptation(blackjax.nuts, target).run(key, position, num_steps=steps)[0]
+
+
+@eqx.filter_jit
+def _draws(target: _Target, state, keys: Array, parameters: dict):
+    """One NUTS draw per key from `state`: the last state, and per draw its position, divergence,
+    acceptance rate and integration steps."""
+    kernel = _blackjax().nuts(target, **parameters).step
+
+    def one(state, key):
+        state, info = kernel(key, state)
+        return state, (state.position, info.is_divergent, info.acceptance_rate, info.num_integration_steps)
+    return jax.lax.scan(one, state, keys)
+
+
 def sample_posterior(result: FitResult, *, samples: int = 1000, warmup: int = 500, chains: int = 2, seed: int = 0,
                      progress: bool = False) -> Posterior:
     """`samples` NUTS draws per chain from the posterior of `result`'s free parameters (module docstring)."""
@@ -99,13 +137,7 @@ def sample_posterior(result: FitResult, *, samples: int = 1000, warmup: int = 50
     likelihood = Likelihood.of(result)
     free, problem = likelihood.free, likelihood.problem
     u_hat, static = free.split(likelihood.model)
-    weight = likelihood.n / 2 / likelihood.scale2
-
-    def logdensity(position):
-        u = free.set(u_hat, tuple(position[i] for i in range(position.size)))
-        prior = jnp.sum(jax.nn.log_sigmoid(position) + jax.nn.log_sigmoid(-position))
-        return -weight * problem.objective(u, static) + prior
-
+    target = _Target(free, u_hat, static, problem, likelihood.n / 2 / likelihood.scale2)
     start = jnp.stack([jnp.asarray(v, dtype=float) for v in free.get(u_hat)])
     key = jax.random.key(seed)
     draws, divergent, acceptance, steps = [], [], [], []
@@ -114,22 +146,12 @@ def sample_posterior(result: FitResult, *, samples: int = 1000, warmup: int = 50
     for chain in range(chains):
         key, k_start, k_warm, k_draw = jax.random.split(key, 4)
         position = start if chain == 0 else start + JITTER * jax.random.normal(k_start, start.shape, start.dtype)
-        (state, parameters), _ = blackjax.window_adaptation(blackjax.nuts, logdensity).run(k_warm, position,
-                                                                                          num_steps=int(warmup))
-        kernel = jax.jit(blackjax.nuts(logdensity, **parameters).step)
-
-        @jax.jit
-        def chunk(state, keys):
-            def one(state, key):
-                state, info = kernel(key, state)
-                return state, (state.position, info.is_divergent, info.acceptance_rate, info.num_integration_steps)
-            return jax.lax.scan(one, state, keys)
-
+        state, parameters = _warmup(target, k_warm, position, int(warmup))
         keys = jax.random.split(k_draw, int(samples))
         parts = []
         for k, part in enumerate(np.array_split(np.arange(int(samples)), 10)):
             if part.size:
-                state, out = chunk(state, keys[part[0]:part[-1] + 1])
+                state, out = _draws(target, state, keys[part[0]:part[-1] + 1], parameters)
                 parts.append(jax.tree.map(np.asarray, out))
             bar.update(chain * 10 + k + 1)
         positions, div, acc, n_steps = (np.concatenate(p) for p in zip(*parts))

@@ -131,8 +131,8 @@ def test_posterior_matches_laplace_where_the_loss_is_quadratic(sjostrom):
     assert np.all(np.abs(v.mean(axis=0) - np.log(fitted.estimate)) < 4 * sd / np.sqrt(posterior.ess))
     record = posterior.record()
     assert record["parameters"]["theta_p"]["ci95"][0] < 1.3 < record["parameters"]["theta_p"]["ci95"][1]
-    a, b = (fitting.sample_posterior(result, samples=20, warmup=20, chains=1, seed=5).samples for _ in range(2))
-    np.testing.assert_array_equal(a, b)
+    again = fitting.sample_posterior(result, samples=400, warmup=300, chains=2, seed=1)  # compiled programs reused
+    np.testing.assert_array_equal(again.samples, posterior.samples)
 
 
 def test_profiles_resume_from_their_checkpoint(sjostrom, tmp_path, monkeypatch):
