@@ -282,8 +282,9 @@ def density_ratio(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = 
 
 
 @eqx.filter_jit
-def _batched_solutions(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid) -> tuple[Array, DensitySolution]:
-    solution = jax.vmap(solve_density, in_axes=(None, 0, None))(rule, spikes, grid)
+def _batched_solutions(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid, rule_axis: int | None = None
+                       ) -> tuple[Array, DensitySolution]:
+    solution = jax.vmap(solve_density, in_axes=(rule_axis, 0, None))(rule, spikes, grid)
     return rule.change_ratio(solution.up, solution.down), solution
 
 
@@ -291,9 +292,12 @@ WIDEST_MARGIN = 8.0
 FINEST_CELLS = 1600  # the finest grid (cells per unit) density_ratios refines to for weak noise
 
 
-def density_ratios(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = DensityGrid()
-                   ) -> tuple[np.ndarray, DensityGrid]:
+def density_ratios(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = DensityGrid(), *,
+                   rule_per_protocol: bool = False) -> tuple[np.ndarray, DensityGrid]:
     """Change ratios of a batch of protocols (batched `spikes`) by the density solver, checked; returns them and the grid used.
+
+    `rule_per_protocol`: `rule` is batched too (every leaf with the batch's leading axis), one
+    rule per protocol; by default one rule serves every protocol.
 
     Where merged events meet too much cubic time (`DensitySolution.lag` > `MAX_LAG`), the
     batch is solved again with one event per remap. Where probability mass leaves the grid,
@@ -307,7 +311,7 @@ def density_ratios(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid =
     # Strongly typed float leaves: presets (weakly typed) and fitted rules then share one compilation.
     rule = jax.tree.map(lambda x: jnp.asarray(x, dtype=spikes.pre_offset.dtype) if eqx.is_inexact_array_like(x) else x, rule)
     while True:
-        ratio, solution = _batched_solutions(rule, spikes, grid)
+        ratio, solution = _batched_solutions(rule, spikes, grid, 0 if rule_per_protocol else None)
         escaped = float(np.max(np.asarray(solution.escaped)))
         if float(np.max(np.asarray(solution.lag))) > MAX_LAG and grid.events_per_remap > 1:
             grid = dataclasses.replace(grid, events_per_remap=1)

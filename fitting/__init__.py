@@ -32,6 +32,7 @@ from ._fit import (
     versions as versions,
 )
 from ._losses import LOSSES as LOSSES, chi2 as chi2, predict as predict, soft_l1 as soft_l1, z_scores as z_scores
+from ._panels import PanelRule as PanelRule
 from ._posterior import Posterior as Posterior, sample_posterior as sample_posterior
 from ._synthetic import simulated as simulated
 from ._transforms import (

@@ -84,6 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"GB2012 parameter set to start from: {', '.join(GB2012_PRESETS)}")
     parser.add_argument("--free", default=DEFAULT_FREE, metavar="NAME,...",
                         help="comma-separated parameters to fit; the others stay at the preset's values")
+    parser.add_argument("--separate", default="", metavar="NAME,...",
+                        help="comma-separated free parameters that take one value per data set of a joint fit (e.g. "
+                             "C_pre,C_post: calcium amplitudes per preparation), reported as NAME[data set]; the others "
+                             "are shared")
     parser.add_argument("--steps", type=int, default=None,
                         help="most Adam steps of the closed-form stage in all (default 500 with --method density, "
                              "1000 with closed-form)")
@@ -184,7 +188,7 @@ def run(args, interrupts: Interrupts) -> int:
     import ca_plast
 
     from ._datasets import DATASETS, Dataset, joint, load_dataset, modellings
-    from ._fit import Refinement
+    from ._fit import Refinement, separate_per_panel
     from ._losses import LOSSES, METHODS
     from ._transforms import FreeParameters
 
@@ -232,13 +236,18 @@ def run(args, interrupts: Interrupts) -> int:
                          f"with --hardware {args.hardware}")
     refinement = Refinement() if args.refine_steps is None else Refinement(steps=args.refine_steps)
     free = [name.strip() for name in args.free.split(",")]
+    separate = tuple(name.strip() for name in args.separate.split(",") if name.strip())
+    if separate and args.hardware != "none":
+        raise UsageError(f"ca-plast fit: --separate needs --hardware none (the emulation runs one rule), got {args.hardware}")
     init = ca_plast.gb2012_preset(args.init)
     try:
-        FreeParameters(init, free)
+        free_parameters = FreeParameters(init, free)
         parts = [load_dataset(name, args.modelling) for name in names] + [Dataset.from_csv(path) for path in files]
+        dataset = parts[0] if len(parts) == 1 else joint(parts)
+        if separate:
+            separate_per_panel(init, free_parameters, separate, dataset, None)
     except ValueError as error:
-        raise UsageError(f"ca-plast fit: {error}") from None
-    dataset = parts[0] if len(parts) == 1 else joint(parts)
+        raise UsageError(f"ca-plast fit: {str(error).removeprefix('fit: ')}") from None
     folds = _folds(args.cv, dataset.n_points)
     n_spikes = max(p.n_spikes for p in dataset.protocols)
     memory(simulation_bytes("closed-form", args.starts * dataset.n_points, n_spikes, 0),
@@ -251,7 +260,7 @@ def run(args, interrupts: Interrupts) -> int:
     out = _output_folder(args.out)
     started = time.time()
     with _lock(out):
-        result, record = _fit_and_report(args, interrupts, out, checkpoint, dataset, free, refinement, folds)
+        result, record = _fit_and_report(args, interrupts, out, checkpoint, dataset, free, separate, refinement, folds)
 
     reference = record["reference"]
     measured = f"{result.method} prediction" if result.hardware is None else f"under {args.hardware} emulation"
@@ -298,7 +307,7 @@ def run(args, interrupts: Interrupts) -> int:
     return 0
 
 
-def _fit_and_report(args, interrupts: Interrupts, out: Path, checkpoint: Path, dataset, free, refinement, folds):
+def _fit_and_report(args, interrupts: Interrupts, out: Path, checkpoint: Path, dataset, free, separate, refinement, folds):
     """The fit into the locked folder `out` (existing results checked first) and its report."""
     import ca_plast
 
@@ -325,7 +334,7 @@ def _fit_and_report(args, interrupts: Interrupts, out: Path, checkpoint: Path, d
             result = fit(dataset, args.init, free, steps=args.steps, n_starts=args.starts, seed=args.seed,
                          loss=args.loss, checkpoint=checkpoint, resume=args.resume, progress=True,
                          hardware=ca_plast.BSS2() if args.hardware == "bss2" else None, refinement=refinement,
-                         method=args.method, density_steps=args.density_steps)
+                         method=args.method, density_steps=args.density_steps, separate=separate)
             interrupts.check()
             if args.uncertainty != "none" and result.hardware is None:
                 result = with_uncertainty(result, profile=args.uncertainty == "profile", samples=args.mcmc,
@@ -337,7 +346,7 @@ def _fit_and_report(args, interrupts: Interrupts, out: Path, checkpoint: Path, d
     except KeyboardInterrupt:
         interrupts.stop(_interrupted(out, started, args.resume))
     except ValueError as error:
-        raise UsageError(f"ca-plast fit: {error}") from None
+        raise UsageError(f"ca-plast fit: {str(error).removeprefix('fit: ')}") from None
     try:
         with interrupts.raising():
             return result, write_report(result, out, hardware=args.hardware)

@@ -20,13 +20,11 @@ measures how much the fitted optimum moves without each fold, which is the usual
 approximation of cross-validation for expensive models (and says so in its record).
 """
 
-import jax.numpy as jnp
 import numpy as np
 
 from ca_plast._progress import Progress
-from ca_plast._spikes import without_ticks
 
-from ._fit import FitResult, Problem, lbfgs_iteration, lbfgs_start, loss_and_grad
+from ._fit import FitResult, Problem, lbfgs_minimise, loss_and_grad
 from ._losses import checked_prediction, chi2
 from ._precision import in_float64
 from ._transforms import FreeParameters
@@ -71,26 +69,16 @@ def cross_validate(result: FitResult, folds: int = 5, *, seed: int = 0, iteratio
     for k, test in enumerate(_folds(data.n_points, int(folds), seed)):
         train = np.setdiff1d(np.arange(data.n_points), test)
         part = data.subset(train)
-        problem = Problem(without_ticks(part.spikes()), jnp.asarray(part.data, dtype=float),
-                          jnp.asarray(part.sem, dtype=float), free, result.loss, method=result.method, grid=result.grid)
+        problem = Problem.of(part, free, result.loss, result.method, result.grid)
 
         def evaluate(u, problem=problem):
             return loss_and_grad(u, static, problem)
 
-        value, grad = evaluate(u0)
-        state, value, steps = lbfgs_start(u0), float(value), 0
-        for steps in range(1, iterations + 1):
-            done = lbfgs_iteration(state, value, grad, evaluate)
-            if done is None:
-                break
-            state, new, grad = done
-            if value - new <= 1e-6 * abs(value):
-                value = new
-                break
-            value = new
+        state, value, steps = lbfgs_minimise(u0, evaluate, iterations=iterations,
+                                             converged=lambda old, new: old - new <= 1e-6 * abs(old))
         rule = free.combine(state.u, static)
         held = data.subset(test)
-        prediction = checked_prediction(rule, held.spikes(), result.method, result.grid)
+        prediction = checked_prediction(rule, held.spikes(), result.method, result.grid, held.panel)
         held_out[test] = prediction
         records.append({"held_out": [int(i) for i in test], "chi2_held_out": float(chi2(prediction, held.data, held.sem)),
                         "training_loss": value, "iterations": steps, "params": free.values(rule)})

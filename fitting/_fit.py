@@ -82,7 +82,8 @@ from ca_plast._progress import Progress
 from ca_plast._spikes import without_ticks
 
 from ._datasets import Dataset
-from ._losses import LOSSES, METHODS, checked_prediction, chi2, predict
+from ._losses import LOSSES, METHODS, checked_prediction, chi2, density_prediction, predict
+from ._panels import PanelRule, split_name
 from ._precision import in_float64, to_float64
 from ._transforms import FreeParameters
 
@@ -103,7 +104,7 @@ class Problem(eqx.Module):
 
     Predictions by `method` ("closed-form" or "density", on `grid`) when `hardware` is None, or the hardware emulation's
     (`ca_plast.hardware_prediction` with `n_synapses` per initial state and the `key` the
-    objective is given).
+    objective is given). `panel`: each protocol's panel (used where the rule is a `PanelRule`).
     """
 
     spikes: Spikes
@@ -115,11 +116,20 @@ class Problem(eqx.Module):
     n_synapses: int = eqx.field(static=True, default=0)
     method: str = eqx.field(static=True, default="closed-form")
     grid: ca_plast.DensityGrid = ca_plast.DensityGrid()
+    panel: tuple[str, ...] | None = eqx.field(static=True, default=None)
+
+    @classmethod
+    def of(cls, dataset: Dataset, free: FreeParameters, loss: str, method: str = "closed-form",
+           grid: ca_plast.DensityGrid = ca_plast.DensityGrid()) -> "Problem":
+        """The problem of fitting `free` to `dataset` by `method` (protocol durations dropped: one compiled
+        loss and gradient serves every fit of data sets of the same shape)."""
+        return cls(without_ticks(dataset.spikes()), jnp.asarray(dataset.data, dtype=float),
+                   jnp.asarray(dataset.sem, dtype=float), free, loss, method=method, grid=grid, panel=dataset.panel)
 
     def objective(self, u: PyTree, static: PyTree, key=None) -> Array:
         rule = self.free.combine(u, static)
         if self.hardware is None:
-            model = predict(rule, self.spikes, self.method, self.grid)
+            model = predict(rule, self.spikes, self.method, self.grid, self.panel)
         else:
             model = ca_plast.hardware_prediction(rule, self.spikes, self.hardware, key=key, n_synapses=self.n_synapses)
         return LOSSES[self.loss](model, self.data, self.sem)
@@ -215,7 +225,8 @@ class FitResult:
     """Outcome of `fit`.
 
     `initial` / `params`: free parameters before and after, by name (rule units: ms,
-    calcium in units of theta_d); `initial_model` / `model`: the whole rules. `chi2_mean`,
+    calcium in units of theta_d); `initial_model` / `model`: the whole rules (`fitting.PanelRule`s
+    where parameters are separate per data set, `fit(separate=...)`). `chi2_mean`,
     `chi2_initial`: mean z^2 of the fitted and the initial rule; `prediction`,
     `initial_prediction`: their change ratios per data point. `history`: the lowest loss
     over all starts at each step; `start_losses`: the best loss each start reached.
@@ -244,8 +255,8 @@ class FitResult:
     dataset: Dataset
     init_name: str | None
     free: tuple[str, ...]
-    initial_model: GraupnerBrunel2012
-    model: GraupnerBrunel2012
+    initial_model: GraupnerBrunel2012 | PanelRule
+    model: GraupnerBrunel2012 | PanelRule
     initial: dict[str, float]
     params: dict[str, float]
     loss: str
@@ -428,6 +439,7 @@ def fit(
     method: str = "density",
     density_steps: int = 20,
     grid: ca_plast.DensityGrid = ca_plast.DensityGrid(),
+    separate: Sequence[str] = (),
 ) -> FitResult:
     """Fit the `free` parameters of a GB2012 rule to `dataset` (module docstring).
 
@@ -454,6 +466,10 @@ def fit(
     `method`: "density" (closed-form screening and fit, then the density stage on `grid`,
     at most `density_steps` L-BFGS iterations; the result is the model's) or
     "closed-form" (GB2012's approximation only, as GB2012 fitted).
+    `separate`: free parameters that take one value per panel of `dataset` (each data set of
+    a joint fit, `fitting.joint`): the fitted rule is then a `fitting.PanelRule`, and each of
+    them becomes one free parameter per panel, `name[panel]` (in `free`, `params`, the
+    intervals). Not with `hardware`.
     The fit computes in float64 whatever JAX's global setting (its float leaves of `init`
     cast to float64), as the command line does, so both give the same fit.
     """
@@ -462,8 +478,8 @@ def fit(
         init_name, init = init, ca_plast.gb2012_preset(init)
     else:
         init_name = None
-    if not isinstance(init, GraupnerBrunel2012):
-        raise ValueError(f"fit: init must be a GraupnerBrunel2012 rule or a preset name, got {type(init).__name__}")
+    if not isinstance(init, GraupnerBrunel2012 | PanelRule):
+        raise ValueError(f"fit: init must be a GraupnerBrunel2012 rule, a PanelRule or a preset name, got {type(init).__name__}")
     init = to_float64(init)  # the fit runs in float64 (`_precision`)
     if loss not in LOSSES:
         raise ValueError(f"fit: unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
@@ -483,7 +499,13 @@ def fit(
     if not (np.isfinite(tol) and tol >= 0):
         raise ValueError(f"fit: tol must be a finite number >= 0, got {tol!r}")
     seed = check_seed("fit", seed)
-    free_parameters = FreeParameters(init, free, bounds)
+    separate = tuple(separate) or (init.separate if isinstance(init, PanelRule) else ())
+    free_parameters = FreeParameters(init.shared if isinstance(init, PanelRule) else init, free, bounds)
+    if separate:
+        if hardware is not None:
+            raise ValueError("fit: separate parameters are not supported with hardware= (the emulation runs one rule); "
+                             "fit the float model, or share every parameter")
+        init, free_parameters = separate_per_panel(init, free_parameters, separate, dataset, bounds)
     checkpoint = None if checkpoint is None else Path(checkpoint)
     if resume and (checkpoint is None or not checkpoint.exists()):
         raise ValueError(f"fit: nothing to resume: no checkpoint at {checkpoint}")
@@ -495,13 +517,12 @@ def fit(
     n_spikes = max(p.n_spikes for p in dataset.protocols)
     check_memory(simulation_bytes("closed-form", n_starts * dataset.n_points, n_spikes, 0),
                  f"fit ({n_starts} starts on {dataset.n_points} protocols of up to {n_spikes} spikes)", "use fewer n_starts")
-    problem = Problem(without_ticks(dataset.spikes()), jnp.asarray(dataset.data, dtype=float), jnp.asarray(dataset.sem, dtype=float),
-                       free_parameters, loss)
+    problem = Problem.of(dataset, free_parameters, loss)
     optimizer = _optimizer(learning_rate, halving_steps, 0.01)
     u0, static = free_parameters.split(init)
     settings = {
         "n_starts": n_starts, "seed": seed, "learning_rate": learning_rate, "halving_steps": halving_steps,
-        "patience": patience, "tol": tol, "pool_factor": pool_factor, "optimizer": "adam",
+        "patience": patience, "tol": tol, "pool_factor": pool_factor, "optimizer": "adam", "separate": list(separate),
         "bounds": {n: [lo, hi] for n, lo, hi in zip(free_parameters.names, free_parameters.lower, free_parameters.upper)},
     }
     meta = {
@@ -554,8 +575,9 @@ def fit(
             model, init, problem, steps=density_steps, tol=tol, grid=grid, progress=progress, checkpoint_every=checkpoint_every, resume=resume, meta=meta,
             checkpoint=None if checkpoint is None else checkpoint_files(checkpoint)[1])
     if hardware is None:
-        initial_prediction = checked_prediction(init, dataset.spikes(), method, grid)
-        prediction = checked_prediction(model, dataset.spikes(), method, grid) if prediction is None else prediction
+        initial_prediction = checked_prediction(init, dataset.spikes(), method, grid, dataset.panel)
+        if prediction is None:
+            prediction = checked_prediction(model, dataset.spikes(), method, grid, dataset.panel)
     else:
         model, prediction, initial_prediction, record = _refine_and_keep_better(
             dataset, init, model, free_parameters, hardware, refinement, loss=loss, seed=seed, progress=progress,
@@ -594,15 +616,46 @@ def fit(
     )
 
 
+def separate_per_panel(init: GraupnerBrunel2012 | PanelRule, free: FreeParameters, separate: tuple[str, ...],
+                        dataset: Dataset, bounds: Mapping[str, tuple[float, float]] | None
+                        ) -> tuple[PanelRule, FreeParameters]:
+    """`init` as a `PanelRule` with `separate` per panel of `dataset` (a `PanelRule` given as `init`: checked to
+    be one), and the free parameters with each separate one replaced, in place, by one per panel (`name[panel]`)."""
+    unknown = [name for name in separate if name not in free.names]
+    if unknown or len(set(separate)) != len(separate):
+        raise ValueError(f"fit: separate parameters must be free parameters, named once each; got {', '.join(separate)} "
+                         f"(free: {', '.join(free.names)})")
+    panels = tuple(dict.fromkeys(dataset.panel))
+    if len(panels) < 2:
+        raise ValueError(f"fit: separate parameters take one value per data set of a joint fit, and {dataset.name!r} is one "
+                         f"(one panel); fit several data sets together (fitting.joint, --dataset A --dataset B)")
+    if isinstance(init, PanelRule):
+        if (init.separate, init.panels) != (separate, panels):
+            raise ValueError(f"fit: init has {', '.join(init.separate)} separate per panel {', '.join(init.panels)}; "
+                             f"this fit asks for {', '.join(separate)} per panel {', '.join(panels)}")
+        model = init
+    else:
+        model = PanelRule(init, separate, [free.paths[free.names.index(name)] for name in separate], panels)
+    names = [n for name in free.names
+             for n in ([f"{name}[{panel}]" for panel in panels] if name in separate else [name])]
+    return model, FreeParameters(model, names, bounds)
+
+
 # Factors k of the closed form's invariance (tau, gamma_p, gamma_d, sigma^2) -> k (...) tried by the density stage.
 SCALES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 INVARIANT = ("tau", "gamma_p", "gamma_d", "sigma")
+INVARIANT_POWERS = {"tau": 1.0, "gamma_p": 1.0, "gamma_d": 1.0, "sigma": 0.5}  # each scales by k to this power
 
 
-def rescaled(rule: GraupnerBrunel2012, k: float) -> GraupnerBrunel2012:
-    """`rule` with tau, gamma_p, gamma_d scaled by `k` and sigma by sqrt(k): the same GB2012 closed form, another model."""
-    return eqx.tree_at(lambda r: (r.tau, r.gamma_p, r.gamma_d, r.sigma), rule,
-                       (rule.tau * k, rule.gamma_p * k, rule.gamma_d * k, rule.sigma * np.sqrt(k)))
+def rescaled(rule: GraupnerBrunel2012 | PanelRule, k: float) -> GraupnerBrunel2012 | PanelRule:
+    """`rule` with tau, gamma_p, gamma_d scaled by `k` and sigma by sqrt(k): the same GB2012 closed form, another model
+    (in a `PanelRule`, the shared values and every panel's)."""
+    if isinstance(rule, PanelRule):
+        values = [[v * k ** INVARIANT_POWERS[path[-1]] for v in row] if path[-1] in INVARIANT else row
+                  for path, row in zip(rule.paths, rule.values)]
+        return PanelRule(rescaled(rule.shared, k), rule.separate, rule.paths, rule.panels, values)
+    return eqx.tree_at(lambda r: tuple(getattr(r, n) for n in INVARIANT), rule,
+                       tuple(getattr(rule, n) * k ** INVARIANT_POWERS[n] for n in INVARIANT))
 
 
 class _Quasi(eqx.Module):
@@ -663,6 +716,25 @@ def lbfgs_iteration(state: _Quasi, value: float, grad: PyTree, evaluate
     return None
 
 
+def lbfgs_minimise(u: PyTree, evaluate, *, iterations: int, converged, memory: _Quasi | None = None
+                   ) -> tuple[_Quasi, float, int]:
+    """At most `iterations` L-BFGS iterations (`lbfgs_iteration`) from `u`, where `evaluate(u)` gives the loss
+    and its gradient; with the memory of the state `memory` if given. Stops early when no step decreases the
+    loss or `converged(old, new)` says an iteration's gain was too small. Returns the last state, its loss
+    and the iterations run."""
+    value, grad = evaluate(u)
+    state, value, steps = lbfgs_start(u, memory), float(value), 0
+    for steps in range(1, iterations + 1):
+        done = lbfgs_iteration(state, value, grad, evaluate)
+        if done is None:
+            break
+        state, new, grad = done
+        value, old = new, value
+        if converged(old, new):
+            break
+    return state, value, steps
+
+
 def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem: Problem, *, steps: int, tol: float, grid: ca_plast.DensityGrid,
                  progress: bool, checkpoint: Path | None, checkpoint_every: int, resume: bool, meta: dict
                  ) -> tuple[GraupnerBrunel2012, dict, ca_plast.DensityGrid, np.ndarray]:
@@ -673,14 +745,15 @@ def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem
     checked again on the fitted rule) and the fitted rule's prediction on it.
     """
     free = problem.free
-    start_prediction, grid = ca_plast.density_ratios(start, problem.spikes, grid)
-    density_problem = Problem(problem.spikes, problem.data, problem.sem, free, problem.loss, method="density", grid=grid)
+    start_prediction, grid = density_prediction(start, problem.spikes, grid, problem.panel)
+    density_problem = dataclasses.replace(problem, method="density", grid=grid)
     candidates = {1.0: start}
-    if set(INVARIANT) <= set(free.names):
-        bounds = dict(zip(free.names, zip(free.lower, free.upper)))
+    bases = [split_name(name)[0] for name in free.names]  # tau, or tau[panel] where separate
+    scaled = [i for i, base in enumerate(bases) if base in INVARIANT]
+    if set(INVARIANT) <= set(bases):
         for k in SCALES[1:]:
-            values = free.values(rescaled(start, k))
-            if all(bounds[n][0] <= values[n] <= bounds[n][1] for n in INVARIANT):
+            values = free.get(rescaled(start, k))
+            if all(free.lower[i] <= float(values[i]) <= free.upper[i] for i in scaled):
                 candidates[k] = rescaled(start, k)
     static = free.split(start)[1]
     # One after the other through the compiled value and gradient the iterations use (no second compilation).
@@ -728,11 +801,11 @@ def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem
     _run_saving(step, lambda: len(history) < steps and not stalled(), save, checkpoint_every)
     bar.update(len(history), value, final=True)
     model = free.combine(state.u, static)
-    prediction, used = ca_plast.density_ratios(model, problem.spikes, grid)
+    prediction, used = density_prediction(model, problem.spikes, grid, problem.panel)
     record = {
         "closed_form_fit": {
             "params": free.values(start),
-            "chi2_closed_form": float(chi2(predict(start, problem.spikes), problem.data, problem.sem)),
+            "chi2_closed_form": float(chi2(predict(start, problem.spikes, panel=problem.panel), problem.data, problem.sem)),
             "chi2_density": float(chi2(start_prediction, problem.data, problem.sem)),
         },
         "invariance_scan": {f"{k:g}": v for k, v in scan.items()},

@@ -20,6 +20,7 @@ from ca_plast._plotting import Figure, figure_bytes
 from ._comparison import information_criteria
 from ._fit import FitResult, versions
 from ._losses import checked_prediction, chi2
+from ._panels import by_panel, split_name
 from ._precision import in_float64
 from ._transforms import parameter_values
 
@@ -83,9 +84,13 @@ def simulated_check(result: FitResult) -> dict:
     data = result.dataset
     key = jax.random.fold_in(jax.random.key(result.seed), 1)
     n_synapses = check_synapses(data)
-    ratio, sem = ca_plast.stdp_ratios(result.model, list(data.protocols), method="events",
-                                      n_synapses=n_synapses, key=key)
-    z = agreement_z(ratio, sem, result.prediction, result.model, n_synapses)
+    ratio, sem, z = (np.empty(data.n_points) for _ in range(3))
+    groups = by_panel(result.model, data.panel)  # one rule, or each panel's (a PanelRule's), with its points
+    for g, (rule, idx) in enumerate(groups):
+        ratio[idx], sem[idx] = ca_plast.stdp_ratios(rule, [data.protocols[i] for i in idx], method="events",
+                                                    n_synapses=n_synapses,
+                                                    key=key if len(groups) == 1 else jax.random.fold_in(key, g))
+        z[idx] = agreement_z(ratio[idx], sem[idx], result.prediction[idx], rule, n_synapses)
     return {"method": "events", "n_synapses_per_state": n_synapses, "chi2_mean": float(chi2(ratio, data.data, data.sem)),
             "prediction": [float(r) for r in ratio], "sem": [float(e) for e in sem],
             "agreement": {"against": result.method if result.hardware is None else "hardware emulation", "z": [float(v) for v in z], "max_abs_z": float(np.max(np.abs(z))),
@@ -118,6 +123,7 @@ def summary(result: FitResult, *, hardware: str = "none") -> dict:
         "sem": [float(v) for v in data.sem],
         "init": result.init_name,
         "free": list(result.free),
+        "separate": result.settings.get("separate", []),
         "params": result.params,
         "initial": result.initial,
         "fixed": {k: v for k, v in final.items() if k not in result.params},
@@ -207,7 +213,7 @@ def model_curves(result: FitResult) -> dict[str, dict] | None:
     rules = {"fit": result.model, "initial": result.initial_model}
     if data.reference is not None:
         rules["reference"] = ca_plast.gb2012_preset(data.reference)
-    curves, protocols, where = {}, [], []
+    curves, protocols, panels, where = {}, [], [], []
     for key in dict.fromkeys(zip(data.panel, data.series)):
         idx = np.flatnonzero([(p, s) == key for p, s in zip(data.panel, data.series)])
         in_panel = np.array([p == key[0] for p in data.panel])
@@ -215,9 +221,10 @@ def model_curves(result: FitResult) -> dict[str, dict] | None:
         curves["|".join(key)] = {"x": grid}
         where.append(("|".join(key), len(protocols), len(protocols) + grid.size))
         protocols += [data.curve(int(idx[0]), float(x)) for x in grid]
+        panels += [key[0]] * grid.size
     spikes = ca_plast.to_spikes(protocols, unit=1.0)
     for name, rule in rules.items():
-        ratios = checked_prediction(rule, spikes, result.method)
+        ratios = checked_prediction(rule, spikes, result.method, panel=panels)
         for key, start, stop in where:
             curves[key][name] = ratios[start:stop]
     return curves
@@ -276,7 +283,8 @@ def plot_fit(result: FitResult, check: dict | None = None, curves: dict | None =
         ax.set_ylabel("change in synaptic strength (after / before)")
         score = "" if len(panel_points(data)) < 2 else \
             f": mean z² {float(chi2(result.prediction[in_panel], data.data[in_panel], data.sem[in_panel])):.3g}"
-        ax.set_title((panel or data.name) + score, fontsize=10)
+        own = [f"{split_name(name)[0]} {value:.3g}" for name, value in result.params.items() if split_name(name)[1] == panel]
+        ax.set_title((panel or data.name) + score + (f"\n{', '.join(own)}" if own else ""), fontsize=10)
         handles, _ = ax.get_legend_handles_labels()
         line = {"ls": "", "marker": "s", "mfc": "none"} if categorical else {"ls": "-"}
         styles = [Line2D([], [], color="0.3", label=f"fit ({method})", **line),
@@ -306,7 +314,11 @@ def plot_fit(result: FitResult, check: dict | None = None, curves: dict | None =
     ax.set_xlabel("step")
     ax.set_ylabel(loss_name)
     ax.set_title("loss", fontsize=10)
-    fig.suptitle(f"{data.name} ({data.modelling}): {init} → fit of {', '.join(result.free)}\n"
+    separate = result.settings.get("separate", [])
+    names = ", ".join(dict.fromkeys(split_name(name)[0] for name in result.free))
+    if separate:
+        names += f" ({', '.join(separate)} per data set)"
+    fig.suptitle(f"{data.name} ({data.modelling}): {init} → fit of {names}\n"
                  f"mean z² {result.chi2_initial:.3g} → {result.chi2_mean:.3g} ({data.n_points} points, "
                  f"{'under hardware emulation' if result.hardware is not None else method + ' prediction'})",
                  fontsize=10)

@@ -14,7 +14,6 @@ their plausible ranges are spread.
 """
 
 import dataclasses
-import functools
 from collections.abc import Mapping, Sequence
 
 import equinox as eqx
@@ -23,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ca_plast._custom_types import Array, Key, PyTree
+
+from ._panels import PanelRule, split_name, walk
 
 # Bounds in the project's units (time in ms, calcium in units of theta_d). Calcium and rate
 # parameters as in BluePyOpt's GB2012 example (tau_ca 1-100 ms, C_pre 0.1-20, C_post 0.1-50,
@@ -78,14 +79,31 @@ def _calcium_fields(model: eqx.Module) -> list[str]:
 
 
 def parameter_values(model: eqx.Module) -> dict[str, float]:
-    """Every scalar parameter of a rule and of its calcium model, by field name (rule units)."""
+    """Every scalar parameter of a rule and of its calcium model, by field name (rule units); of a
+    `PanelRule`, its separate parameters once per panel (`C_pre[panel]`)."""
+    if isinstance(model, PanelRule):
+        return model.parameter_values(parameter_values(model.shared))
     values = {name: getattr(model, name) for name in _array_fields(model)}
     values.update({name: getattr(model.calcium, name) for name in _calcium_fields(model)})
     return {name: float(np.asarray(v)) for name, v in values.items() if np.ndim(v) == 0}
 
 
-def _resolve(model: eqx.Module, name: str) -> tuple[str, ...]:
-    """The attribute path of a parameter: `theta_p` -> ('theta_p',), `C_pre` -> ('calcium', 'C_pre')."""
+def _resolve(model: eqx.Module, name: str) -> tuple[str | int, ...]:
+    """The path of a parameter: `theta_p` -> ('theta_p',), `C_pre` -> ('calcium', 'C_pre'); in a
+    `PanelRule`, `C_pre[panel]` -> ('values', j, g) and a shared one -> ('shared', ...)."""
+    if isinstance(model, PanelRule):
+        base, panel = split_name(name)
+        if panel is None:
+            path = _resolve(model.shared, name)
+            if path in model.paths:
+                raise ValueError(f"{name!r} is separate per panel: free it as {', '.join(model.names()[:2])}, ...")
+            return ("shared", *path)
+        if base not in model.separate:
+            raise ValueError(f"unknown free parameter {name!r}: {base!r} is not separate per panel "
+                             f"(separate: {', '.join(model.separate)})")
+        if panel not in model.panels:
+            raise ValueError(f"unknown free parameter {name!r}: no panel {panel!r}; panels: {', '.join(model.panels)}")
+        return ("values", model.separate.index(base), model.panels.index(panel))
     top, inner = _array_fields(model), _calcium_fields(model)
     path = tuple(name.split("."))
     if len(path) == 1:
@@ -109,7 +127,7 @@ class FreeParameters(eqx.Module):
     """
 
     names: tuple[str, ...] = eqx.field(static=True)
-    paths: tuple[tuple[str, ...], ...] = eqx.field(static=True)
+    paths: tuple[tuple[str | int, ...], ...] = eqx.field(static=True)
     lower: tuple[float, ...] = eqx.field(static=True)
     upper: tuple[float, ...] = eqx.field(static=True)
 
@@ -129,13 +147,14 @@ class FreeParameters(eqx.Module):
         table = {**DEFAULT_BOUNDS, **(bounds or {})}
         lower, upper = [], []
         for name, path in zip(names, paths):
-            key = path[-1] if name not in table else name
-            if key not in table:
+            base = split_name(name)[0]  # the bounds of C_pre serve C_pre[panel] too
+            key = next((k for k in (name, base, base.split(".")[-1]) if k in table), None)
+            if key is None:
                 raise ValueError(f"no bounds for free parameter {name!r}; pass bounds={{{name!r}: (lower, upper)}}")
             lo, hi = (float(v) for v in table[key])
             if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
                 raise ValueError(f"bounds of {name!r} must be finite with lower < upper, got ({lo}, {hi})")
-            value = np.asarray(functools.reduce(getattr, path, model))
+            value = np.asarray(walk(model, path))
             if np.any(value < lo) or np.any(value > hi):
                 raise ValueError(f"initial {name} = {value} lies outside its bounds [{lo:g}, {hi:g}]; "
                                  "choose another start or pass wider bounds")
@@ -146,7 +165,7 @@ class FreeParameters(eqx.Module):
 
     def get(self, tree) -> tuple:
         """The free leaves of `tree` (a rule, or a tree of its shape such as `u`), in the order of `names`."""
-        return tuple(functools.reduce(getattr, path, tree) for path in self.paths)
+        return tuple(walk(tree, path) for path in self.paths)
 
     def set(self, tree, leaves: Sequence) -> PyTree:
         """`tree` with its free leaves replaced by `leaves` (in the order of `names`)."""

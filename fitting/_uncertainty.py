@@ -71,10 +71,10 @@ import numpy as np
 from ca_plast._custom_types import Array
 from ca_plast._output import write_file
 from ca_plast._progress import Progress
-from ca_plast._spikes import without_ticks
 
-from ._fit import INVARIANT, FitResult, Problem, lbfgs_iteration, lbfgs_start, loss_and_grad
+from ._fit import INVARIANT, INVARIANT_POWERS, FitResult, Problem, lbfgs_minimise, loss_and_grad
 from ._losses import LOSSES, predict
+from ._panels import split_name
 from ._precision import in_float64
 from ._transforms import FreeParameters, to_unconstrained
 
@@ -114,9 +114,8 @@ class Likelihood:
     def of(cls, result: FitResult) -> "Likelihood":
         data = result.dataset
         free = FreeParameters(result.initial_model, result.free, result.settings["bounds"])
-        # As the fit built it (durations dropped), so that its compiled loss and gradient serve here too.
-        problem = Problem(without_ticks(data.spikes()), jnp.asarray(data.data, dtype=float),
-                          jnp.asarray(data.sem, dtype=float), free, result.loss, method=result.method, grid=result.grid)
+        # As the fit built it, so that its compiled loss and gradient serve here too.
+        problem = Problem.of(data, free, result.loss, result.method, result.grid)
         n, p = data.n_points, len(result.free)
         residual = float(np.sum(((np.asarray(result.prediction) - data.data) / data.sem) ** 2))
         scale2 = max(1.0, residual / (n - p)) if n > p else 1.0
@@ -155,7 +154,7 @@ def _derivatives(v: Array, free: FreeParameters, model: eqx.Module, problem: Pro
     def nll(v):
         x = jnp.where(is_log, jnp.exp(v), v)
         rule = free.set(model, tuple(x[i] for i in range(x.size)))
-        prediction = predict(rule, problem.spikes, problem.method, problem.grid)
+        prediction = predict(rule, problem.spikes, problem.method, problem.grid, problem.panel)
         return n / 2 * LOSSES[problem.loss](prediction, problem.data, problem.sem)
 
     def gradient(v):
@@ -206,10 +205,11 @@ class Laplace:
 
 def _invariance_direction(likelihood: Likelihood) -> np.ndarray | None:
     """The closed form's invariance (tau, gamma_p, gamma_d, sigma^2) -> k (...) as a unit vector in v, where all four are free on log scales."""
-    names = likelihood.free.names
-    if not set(INVARIANT) <= set(names) or not all(likelihood.is_log[names.index(n)] for n in INVARIANT):
+    bases = [split_name(name)[0] for name in likelihood.free.names]  # tau, or tau[panel]: all panels scale together
+    scaled = [b in INVARIANT for b in bases]
+    if not set(INVARIANT) <= set(bases) or not all(likelihood.is_log[scaled]):
         return None
-    direction = np.array([{"sigma": 0.5}.get(n, 1.0) if n in INVARIANT else 0.0 for n in names])
+    direction = np.array([INVARIANT_POWERS[b] if s else 0.0 for b, s in zip(bases, scaled)])
     return direction / np.linalg.norm(direction)
 
 
@@ -376,16 +376,8 @@ class _Profiler:
     def optimise(self, u, held: int, memory):
         """Fit the other parameters from `u` (the held one fixed), with the L-BFGS memory of the
         previous point (`memory`, or None); returns the L-BFGS state at the point and its loss."""
-        value, grad = self.evaluate(u, held)
-        state, value = lbfgs_start(u, memory), float(value)
-        for _ in range(PROFILE_ITERATIONS):
-            done = lbfgs_iteration(state, value, grad, lambda w: self.evaluate(w, held))
-            if done is None:
-                break
-            state, new, grad = done
-            gain, value = self.rise(value) - self.rise(new), new
-            if gain < PROFILE_TOLERANCE:
-                break
+        state, value, _ = lbfgs_minimise(u, lambda w: self.evaluate(w, held), iterations=PROFILE_ITERATIONS, memory=memory,
+                                         converged=lambda old, new: self.rise(old) - self.rise(new) < PROFILE_TOLERANCE)
         return state, value
 
     def bisect(self, held: int, below: tuple[float, float], above: tuple[float, float], state) -> list[tuple[float, float]]:
