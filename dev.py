@@ -4,6 +4,7 @@
     python3 dev.py fit     # the main job: fit a GB2012 rule to Sjostrom 2001 with profile likelihoods, report + plots in results/
     python3 dev.py test    # the test suite (what CI runs)
     python3 dev.py docs    # the documentation site, built strictly (warnings are errors) into site/
+    python3 dev.py lint    # ruff (configured in pyproject.toml)
 
 Each command creates `.venv/` on first use and installs the package (editable) with its
 test and documentation dependencies into it; later runs reuse it. Extra arguments are passed through (the
@@ -48,6 +49,7 @@ def main(argv: list[str]) -> int:
         # One pytest worker per core (pytest-xdist): most tests are compile-bound and single-threaded.
         "test": [str(BIN / "python"), "-m", "pytest", "-q", "-n", "auto"],
         "docs": [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(ROOT / "site")],
+        "lint": [str(BIN / "ruff"), "check", "ca_plast", "fitting", "tests", "benchmarks", "notebooks", "dev.py"],
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python3 dev.py {{{'|'.join(commands)}}} [extra arguments]", file=sys.stderr)

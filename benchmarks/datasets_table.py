@@ -43,11 +43,11 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
+from ca_plast.fitting._cli import DEFAULT_FREE  # noqa: E402
+from ca_plast.fitting._report import check_synapses  # noqa: E402
 
 import ca_plast  # noqa: E402
 from ca_plast import fitting  # noqa: E402
-from ca_plast.fitting._cli import DEFAULT_FREE  # noqa: E402
-from ca_plast.fitting._report import check_synapses  # noqa: E402
 
 FALLBACK_INIT = "DP"
 QUICK = {"datasets": ("sjostrom2001",), "steps": 50, "density_steps": 3, "synapses": 500}

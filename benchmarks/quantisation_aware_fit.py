@@ -24,9 +24,9 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
+from ca_plast.fitting import FreeParameters, chi2, load_dataset, predict  # noqa: E402
 
 import ca_plast as cp  # noqa: E402
-from ca_plast.fitting import FreeParameters, chi2, load_dataset, predict  # noqa: E402
 
 
 def with_params(preset: str, params: dict) -> cp.GraupnerBrunel2012:

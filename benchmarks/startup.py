@@ -66,10 +66,9 @@ def brian2_worker(config: dict) -> dict:
     """The workload in Brian2 (cython target); returns timings, U, D, ratio and sem per dt."""
     start_process = config["process_started"]
     t0 = time.perf_counter()
-    import numpy as np
     import brian2
-    from brian2 import (ms, Network, NeuronGroup, SpikeGeneratorGroup, Synapses, defaultclock,
-                        linked_var, prefs, seed)
+    import numpy as np
+    from brian2 import Network, NeuronGroup, SpikeGeneratorGroup, Synapses, defaultclock, linked_var, ms, prefs, seed
 
     import_s = time.perf_counter() - t0
     prefs.codegen.target = config["target"]

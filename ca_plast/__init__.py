@@ -39,13 +39,12 @@ from ._density import (
 )
 from ._early_phase import (
     Affine as Affine,
-    bistable_flow as bistable_flow,
     GraupnerBrunel2012 as GraupnerBrunel2012,
+    bistable_flow as bistable_flow,
     threshold_drive as threshold_drive,
 )
 from ._events import EventSolution as EventSolution, solve_events as solve_events
 from ._fixed_point import FixedPoint as FixedPoint
-from ._lif import LeakyIntegrateAndFire as LeakyIntegrateAndFire, LIFState as LIFState
 from ._grid import (
     closed_form_grid as closed_form_grid,
     device_mesh as device_mesh,
@@ -53,6 +52,7 @@ from ._grid import (
     shard_batch as shard_batch,
     stack as stack,
 )
+from ._lif import LeakyIntegrateAndFire as LeakyIntegrateAndFire, LIFState as LIFState
 from ._multiscale import (
     STCSolution as STCSolution,
     simulate_stc as simulate_stc,
@@ -77,13 +77,6 @@ from ._protocols import (
 )
 from ._rounding import stochastic_round as stochastic_round, straight_through as straight_through
 from ._scan import ScanSolution as ScanSolution, solve_scan as solve_scan
-from ._stdp import (
-    METHODS as METHODS,
-    events_ratio as events_ratio,
-    population_ratio as population_ratio,
-    scan_ratio as scan_ratio,
-    stdp_ratios as stdp_ratios,
-)
 from ._spikes import Spikes as Spikes, event_sequence as event_sequence, to_spikes as to_spikes
 from ._stc import (
     OUTCOMES as OUTCOMES,
@@ -104,6 +97,13 @@ from ._stc_protocols import (
     STC_PROTOCOLS as STC_PROTOCOLS,
     stc_protocol as stc_protocol,
     stc_protocols as stc_protocols,
+)
+from ._stdp import (
+    METHODS as METHODS,
+    events_ratio as events_ratio,
+    population_ratio as population_ratio,
+    scan_ratio as scan_ratio,
+    stdp_ratios as stdp_ratios,
 )
 
 __version__ = "0.1.0"

@@ -4,7 +4,6 @@ import argparse
 from pathlib import Path
 
 from ._cache import ENVIRONMENT, default_folder, enable_compilation_cache, user_cache_folder
-
 from ._limits import MAX_SEED, check_memory
 from ._output import Target, output_target, plot_formats, write_output
 from ._signals import Interrupts

@@ -47,7 +47,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._bss2 import READ_STREAM, ROUNDING_STREAM, BSS2, normal_when
+from ._bss2 import BSS2, READ_STREAM, ROUNDING_STREAM, normal_when
 from ._custom_types import Array, Key
 from ._early_phase import safe_sqrt
 from ._fixed_point import FixedPoint
@@ -57,7 +57,6 @@ from ._rounding import RANDOM_ROUNDINGS, counter_uniform
 from ._spikes import Spikes, interval
 from ._stc import LuboeinskiTetzlaff2021, STCState, STCStats
 from ._validation import checked
-
 
 BSS2_STC = BSS2(state=FixedPoint(16, 15), rounding="stochastic", period=100.0)
 """The STC configuration of `ca-plast stc --hardware bss2`: 16-bit state, stochastic rounding,

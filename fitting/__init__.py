@@ -42,7 +42,6 @@ from ._transforms import (
     to_bounded as to_bounded,
     to_unconstrained as to_unconstrained,
 )
-
 from ._uncertainty import (
     Laplace as Laplace,
     Profile as Profile,

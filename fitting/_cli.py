@@ -311,9 +311,9 @@ def _fit_and_report(args, interrupts: Interrupts, out: Path, checkpoint: Path, d
     """The fit into the locked folder `out` (existing results checked first) and its report."""
     import ca_plast
 
+    from ._comparison import cross_validate
     from ._fit import fit
     from ._report import write_report
-    from ._comparison import cross_validate
     from ._uncertainty import with_uncertainty
 
     existing = [path for path in _fit_files(out) if path.exists()]

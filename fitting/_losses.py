@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ca_plast import DensityGrid, GraupnerBrunel2012, Spikes, closed_form_ratio, density_ratio, density_ratios
-
 from ca_plast._custom_types import Array, Float
 from ca_plast._spikes import without_ticks
 

@@ -27,9 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ca_plast._progress import Progress
-
 from ca_plast._custom_types import Array, PyTree
+from ca_plast._progress import Progress
 
 from ._fit import FitResult, Problem
 from ._transforms import FreeParameters, to_bounded

@@ -9,11 +9,11 @@ import json
 
 import numpy as np
 import pytest
+from ca_plast.fitting._precision import to_float64
 
 import ca_plast
 from ca_plast import fitting
 from ca_plast._cli import main
-from ca_plast.fitting._precision import to_float64
 
 
 @pytest.fixture(scope="module")

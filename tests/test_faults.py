@@ -19,12 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from ca_plast.fitting import _fit
 
 import ca_plast as cp
 from ca_plast import fitting
 from ca_plast._cli import main
 from ca_plast._output import output_target, write_file
-from ca_plast.fitting import _fit
 
 CA_PLAST = Path(sys.executable).with_name("ca-plast")
 SMALL = ["stdp", "--preset", "DP", "--dt-range", "0:10:10"]  # two closed-form points: quick

@@ -17,13 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from ca_plast.fitting import _fit
 from conftest import central_difference, tree_allclose
 
 import ca_plast
 from ca_plast import fitting
 from ca_plast._cli import main
 from ca_plast._spikes import without_ticks
-from ca_plast.fitting import _fit
 
 DATA = Path(fitting.__file__).parent / "data"
 TEN = ["theta_p", "gamma_p", "gamma_d", "C_pre", "C_post", "tau_ca", "D", "tau", "sigma", "b"]

@@ -13,13 +13,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from ca_plast.fitting import _fit
+from ca_plast.fitting._losses import checked_prediction
+from ca_plast.fitting._precision import to_float64
 
 import ca_plast
 from ca_plast import fitting
 from ca_plast._cli import main
-from ca_plast.fitting import _fit
-from ca_plast.fitting._losses import checked_prediction
-from ca_plast.fitting._precision import to_float64
 
 DP = to_float64(ca_plast.gb2012_preset("DP"))
 

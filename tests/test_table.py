@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ca_plast.fitting import DATASETS, Dataset, load_dataset, modellings
 
 import ca_plast as cp
 from ca_plast import fitting
 from ca_plast._cli import main
-from ca_plast.fitting import DATASETS, Dataset, load_dataset, modellings
 
 MINIMAL = """# my lab, slice recordings, 2026
 protocol,dt_ms,n_pairs,freq_hz,ratio,sem

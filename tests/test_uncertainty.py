@@ -11,12 +11,12 @@ import json
 
 import numpy as np
 import pytest
+from ca_plast.fitting import _uncertainty
+from ca_plast.fitting._synthetic import simulated
 
 import ca_plast
 from ca_plast import fitting
 from ca_plast._cli import main
-from ca_plast.fitting import _uncertainty
-from ca_plast.fitting._synthetic import simulated
 
 TRUTH = "DP"
 
