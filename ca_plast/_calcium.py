@@ -13,7 +13,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from ._custom_types import Array, CalciumState
-from ._fields import array_field
+from ._fields import to_array
 from ._validation import NONNEGATIVE, NONNEGATIVE_MS, POSITIVE, POSITIVE_MS, Bound, check_fields
 
 
@@ -73,10 +73,10 @@ class LinearCalcium(AbstractCalcium):
     delay of the presynaptic contribution).
     """
 
-    C_pre: Array = array_field()
-    C_post: Array = array_field()
-    tau_ca: Array = array_field()
-    D: Array = array_field()
+    C_pre: Array = eqx.field(converter=to_array)
+    C_post: Array = eqx.field(converter=to_array)
+    tau_ca: Array = eqx.field(converter=to_array)
+    D: Array = eqx.field(converter=to_array)
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "C_pre": NONNEGATIVE, "C_post": NONNEGATIVE, "tau_ca": POSITIVE_MS, "D": NONNEGATIVE_MS,
@@ -110,11 +110,11 @@ class NonlinearCalcium(AbstractCalcium):
     decay with the same `tau_ca`. State: `(c, c_pre)`.
     """
 
-    C_pre: Array = array_field()
-    C_post: Array = array_field()
-    tau_ca: Array = array_field()
-    D: Array = array_field()
-    nl: Array = array_field(default=2.0)
+    C_pre: Array = eqx.field(converter=to_array)
+    C_post: Array = eqx.field(converter=to_array)
+    tau_ca: Array = eqx.field(converter=to_array)
+    D: Array = eqx.field(converter=to_array)
+    nl: Array = eqx.field(converter=to_array, default=2.0)
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "C_pre": POSITIVE, "C_post": NONNEGATIVE, "tau_ca": POSITIVE_MS, "D": NONNEGATIVE_MS, "nl": POSITIVE,
@@ -156,12 +156,12 @@ class CoincidenceCalcium(AbstractCalcium):
     `(c, time since last pre arrival, time since last post spike)`, times in ms.
     """
 
-    C_pre: Array = array_field(default=0.5)
-    C_post: Array = array_field(default=1.0)
-    C_coinc: Array = array_field(default=2.0)
-    tau_ca: Array = array_field(default=50.0)
-    D: Array = array_field(default=0.0)
-    window: Array = array_field(default=0.1)
+    C_pre: Array = eqx.field(converter=to_array, default=0.5)
+    C_post: Array = eqx.field(converter=to_array, default=1.0)
+    C_coinc: Array = eqx.field(converter=to_array, default=2.0)
+    tau_ca: Array = eqx.field(converter=to_array, default=50.0)
+    D: Array = eqx.field(converter=to_array, default=0.0)
+    window: Array = eqx.field(converter=to_array, default=0.1)
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "C_pre": NONNEGATIVE, "C_post": NONNEGATIVE, "C_coinc": NONNEGATIVE, "tau_ca": POSITIVE_MS,

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from ._calcium import AbstractCalcium, time_above
 from ._custom_types import Array
-from ._fields import array_field
+from ._fields import to_array
 from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, UNIT_INTERVAL, Bound, check_fields
 
 
@@ -32,15 +32,15 @@ class GraupnerBrunel2012(eqx.Module):
     """
 
     calcium: AbstractCalcium
-    theta_p: Array = array_field()
-    theta_d: Array = array_field()
-    gamma_p: Array = array_field()
-    gamma_d: Array = array_field()
-    tau: Array = array_field()
-    sigma: Array = array_field()
-    rho_star: Array = array_field(default=0.5)
-    beta: Array = array_field(default=0.5)
-    b: Array = array_field(default=5.0)
+    theta_p: Array = eqx.field(converter=to_array)
+    theta_d: Array = eqx.field(converter=to_array)
+    gamma_p: Array = eqx.field(converter=to_array)
+    gamma_d: Array = eqx.field(converter=to_array)
+    tau: Array = eqx.field(converter=to_array)
+    sigma: Array = eqx.field(converter=to_array)
+    rho_star: Array = eqx.field(converter=to_array, default=0.5)
+    beta: Array = eqx.field(converter=to_array, default=0.5)
+    b: Array = eqx.field(converter=to_array, default=5.0)
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "theta_p": POSITIVE, "theta_d": POSITIVE, "gamma_p": NONNEGATIVE, "gamma_d": NONNEGATIVE,

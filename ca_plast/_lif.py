@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from ._custom_types import Array, Bool
-from ._fields import array_field
+from ._fields import to_array
 from ._validation import FINITE, NONNEGATIVE_MS, POSITIVE_MS, Bound, check_fields
 
 _BISECTIONS = 60
@@ -56,14 +56,14 @@ class LeakyIntegrateAndFire(eqx.Module):
     from the presynaptic spike to the current jump).
     """
 
-    tau_mem: Array = array_field(default=10.0)
-    R: Array = array_field(default=10.0)
-    V_rest: Array = array_field(default=-65.0)
-    V_th: Array = array_field(default=-55.0)
-    V_reset: Array = array_field(default=-70.0)
-    t_ref: Array = array_field(default=2.0)
-    tau_syn: Array = array_field(default=5.0)
-    delay: Array = array_field(default=3.0)
+    tau_mem: Array = eqx.field(converter=to_array, default=10.0)
+    R: Array = eqx.field(converter=to_array, default=10.0)
+    V_rest: Array = eqx.field(converter=to_array, default=-65.0)
+    V_th: Array = eqx.field(converter=to_array, default=-55.0)
+    V_reset: Array = eqx.field(converter=to_array, default=-70.0)
+    t_ref: Array = eqx.field(converter=to_array, default=2.0)
+    tau_syn: Array = eqx.field(converter=to_array, default=5.0)
+    delay: Array = eqx.field(converter=to_array, default=3.0)
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "tau_mem": POSITIVE_MS, "tau_syn": POSITIVE_MS, "R": Bound(0.0, strict=True, unit=" MOhm"),

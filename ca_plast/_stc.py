@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from ._calcium import AbstractCalcium, LinearCalcium, time_above
 from ._custom_types import Array, Bool, Float
 from ._early_phase import threshold_drive
-from ._fields import array_field
+from ._fields import to_array
 from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, Bound, check_fields
 
 POSITIVE_MV = Bound(0.0, strict=True, unit=" mV")
@@ -108,20 +108,20 @@ class LuboeinskiTetzlaff2021(eqx.Module):
     """
 
     calcium: AbstractCalcium
-    theta_p: Array = array_field()
-    theta_d: Array = array_field()
-    gamma_p: Array = array_field()
-    gamma_d: Array = array_field()
-    tau_h: Array = array_field()
-    sigma_pl: Array = array_field()
-    h0: Array = array_field()
-    theta_tag: Array = array_field()
-    theta_pro: Array = array_field()
-    alpha: Array = array_field()
-    tau_p: Array = array_field()
-    tau_z: Array = array_field()
-    leak: Array = array_field(default=0.1)
-    h_max: Array = array_field(default=10.0)
+    theta_p: Array = eqx.field(converter=to_array)
+    theta_d: Array = eqx.field(converter=to_array)
+    gamma_p: Array = eqx.field(converter=to_array)
+    gamma_d: Array = eqx.field(converter=to_array)
+    tau_h: Array = eqx.field(converter=to_array)
+    sigma_pl: Array = eqx.field(converter=to_array)
+    h0: Array = eqx.field(converter=to_array)
+    theta_tag: Array = eqx.field(converter=to_array)
+    theta_pro: Array = eqx.field(converter=to_array)
+    alpha: Array = eqx.field(converter=to_array)
+    tau_p: Array = eqx.field(converter=to_array)
+    tau_z: Array = eqx.field(converter=to_array)
+    leak: Array = eqx.field(converter=to_array, default=0.1)
+    h_max: Array = eqx.field(converter=to_array, default=10.0)
 
     BOUNDS: ClassVar[dict[str, Bound]] = {
         "theta_p": POSITIVE, "theta_d": POSITIVE, "theta_tag": POSITIVE, "theta_pro": POSITIVE, "leak": POSITIVE,
