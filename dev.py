@@ -44,8 +44,7 @@ def ensure_venv() -> None:
 
 def main(argv: list[str]) -> int:
     commands = {
-        "fit": [str(BIN / "ca-plast"), "fit", "--dataset", "sjostrom2001", "--init", "DP", "--uncertainty", "profile",
-                "--out", "results/fit"],
+        "fit": [str(BIN / "ca-plast"), "fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", "results/fit"],
         # One pytest worker per core (pytest-xdist): most tests are compile-bound and single-threaded.
         "test": [str(BIN / "python"), "-m", "pytest", "-q", "-n", "auto"],
         "docs": [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(ROOT / "site")],

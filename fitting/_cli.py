@@ -109,10 +109,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--starts", type=int, default=32, help="starts optimised in parallel")
     parser.add_argument("--loss", default="chi2", metavar="|".join(LOSSES),
                         help="chi2 (mean z^2) or soft_l1 (robust to outliers)")
-    parser.add_argument("--uncertainty", default="laplace", metavar="|".join(UNCERTAINTY),
-                        help="laplace: standard errors, 95 %% intervals and identifiability from the Hessian at the fit; "
-                             "profile: also the profile likelihood of every free parameter (the others refitted at each "
-                             "point, in the model; minutes), which then decides the intervals; none: skip")
+    parser.add_argument("--uncertainty", default="profile", metavar="|".join(UNCERTAINTY),
+                        help="profile: 95 %% intervals and identifiability from the profile likelihood of every free "
+                             "parameter (the others refitted at each point, in the model; minutes), with the Laplace "
+                             "approximation beside them; laplace: the Laplace approximation only (the Hessian at the fit; "
+                             "seconds, but local: its intervals under-cover where the loss has kinks); none: skip")
     parser.add_argument("--mcmc", type=int, default=0, metavar="N",
                         help="also N posterior draws per chain (two chains) by NUTS in the model (needs blackjax: pip install "
                              "'ca_plast[mcmc]'); slow with the density solver (about a gradient per integration step)")

@@ -394,7 +394,7 @@ def test_fit_rejects_bad_settings(sjostrom):
 
 def _fit_cli(out, *extra):
     return main(["fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", str(out), "--starts", "4",
-                 "--free", "theta_p,theta_d", "--method", "closed-form", *extra])
+                 "--free", "theta_p,theta_d", "--method", "closed-form", "--uncertainty", "laplace", *extra])
 
 
 def test_cli_writes_report(tmp_path, capsys):

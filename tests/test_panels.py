@@ -151,7 +151,7 @@ def test_command_line_fits_separate_values(halves, tmp_path, capsys):
     for part in (a, b):
         (tmp_path / f"{part.name}.csv").write_text(part.to_csv())
     common = ["fit", "--data", str(tmp_path / "low.csv"), "--data", str(tmp_path / "high.csv"), "--init", "DP",
-              "--method", "closed-form", "--steps", "20", "--starts", "2"]
+              "--method", "closed-form", "--steps", "20", "--starts", "2", "--uncertainty", "laplace"]
     out = tmp_path / "run"
     assert main([*common, "--free", "theta_p,C_pre", "--separate", "C_pre", "--out", str(out)]) == 0
     record = json.loads((out / "fit.json").read_text())

@@ -199,7 +199,7 @@ def test_simulated_data_set_has_the_rule_as_its_mean(sjostrom):
 def test_cli_reports_uncertainty(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", str(out), "--starts", "4", "--steps", "40",
-                 "--free", "theta_p,theta_d", "--method", "closed-form", "--uncertainty", "profile", "--mcmc", "60"]) == 0
+                 "--free", "theta_p,theta_d", "--method", "closed-form", "--mcmc", "60"]) == 0  # profiles: the default
     printed = capsys.readouterr().out
     record = json.loads((out / "fit.json").read_text())
     for name in ("theta_p", "theta_d"):
