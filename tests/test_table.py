@@ -204,14 +204,14 @@ def test_subset_keeps_every_per_point_field_and_the_curves():
         shipped.subset([75])
 
 
-def test_joint_fit_scores_each_data_set(tmp_path):
+def test_joint_fit_scores_each_data_set(tmp_path, capsys):
     """`--dataset A --dataset B`: one fit on all points; fit.json's per_dataset holds each data set's
     mean z^2 (checked against fit.csv's rows), the published set's too, and each panel keeps its x label."""
     out = tmp_path / "joint"
-    proc = _ca_plast("fit", "--dataset", "wittenberg_wang2006_pairs", "--dataset", "wittenberg_wang2006_burst100",
-                     "--init", "hippocampal_slices", "--free", "theta_p,theta_d", "--method", "closed-form",
-                     "--steps", "20", "--starts", "2", "--uncertainty", "none", "--out", str(out), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main(["fit", "--dataset", "wittenberg_wang2006_pairs", "--dataset", "wittenberg_wang2006_burst100",
+                 "--init", "hippocampal_slices", "--free", "theta_p,theta_d", "--method", "closed-form",
+                 "--steps", "20", "--starts", "2", "--uncertainty", "none", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
     record = json.loads((out / "fit.json").read_text())
     pairs, burst = (load_dataset(n) for n in ("wittenberg_wang2006_pairs", "wittenberg_wang2006_burst100"))
     assert record["n_points"] == pairs.n_points + burst.n_points
@@ -222,7 +222,7 @@ def test_joint_fit_scores_each_data_set(tmp_path):
     for name, values in parts.items():
         assert record["per_dataset"][name]["n_points"] == values.size
         assert record["per_dataset"][name]["chi2_mean"] == pytest.approx(values.mean(), rel=1e-4)
-        assert f"  {name} ({values.size} points): mean z^2" in proc.stdout
+        assert f"  {name} ({values.size} points): mean z^2" in printed
     assert record["chi2_mean"] == pytest.approx(z2.mean(), rel=1e-4)
     assert set(record["reference"]["per_dataset"]) == set(parts)
     combined = fitting.joint([pairs, burst])
