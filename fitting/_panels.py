@@ -3,12 +3,12 @@
 A joint fit (several data sets, each one *panel* of the plot) shares every parameter by
 default. Some parameters describe the preparation rather than the plasticity rule: the
 calcium amplitudes `C_pre` and `C_post` depend on the slice, the temperature and the
-extracellular calcium of each laboratory (GB2012 fitted them per data set). A `PanelRule`
+extracellular calcium of each laboratory (GB2012 fitted a whole parameter set per data set). A `PanelRule`
 holds one rule with those parameters made separate: each of them has one value per panel,
 and the rule of panel g is the shared rule with panel g's values.
 
 To the fit a separate parameter is several scalar parameters, named `name[panel]`
-(`C_pre[wittenberg2006_pairs]`), each with the bounds of `name`: the optimiser, the
+(`C_pre[wittenberg_wang2006_pairs]`), each with the bounds of `name`: the optimiser, the
 intervals, the profiles, the posterior and cross-validation see one parameter per value.
 A prediction of several protocols (`fitting.predict(..., panel=...)`) solves each protocol
 with its panel's rule, all in one batched program (`per_point`).
