@@ -11,32 +11,25 @@ the cubic drift as negligible during the protocol, so rho is an Ornstein-Uhlenbe
     U = (1 + erf(x(0))) / 2,  D = (1 - erf(x(1))) / 2.
 """
 
-import jax
 import jax.numpy as jnp
 from jax.lax import erf  # what jax.scipy.special.erf calls, without importing that module (0.06 s)
 
 from ._custom_types import Array
 from ._early_phase import GraupnerBrunel2012
-from ._spikes import POST, PRE, Spikes, event_sequence, interval
+from ._loop import event_loop
+from ._spikes import Spikes, interval
 from ._validation import checked
 
 
 def time_above_thresholds(rule: GraupnerBrunel2012, spikes: Spikes) -> tuple[Array, Array]:
     """Total time (ms) the protocol's calcium spends above theta_p and above theta_d (unbatched)."""
-    calcium = rule.calcium
-    intervals, kinds, active = event_sequence(spikes, calcium.D)
 
-    def body(carry, event):
-        state, t_p, t_d = carry
-        s, kind, act = event
-        a_p, a_d = rule.times_above(calcium.concentration(state), s)
-        state = calcium.decay(state, s)
-        state = jax.tree.map(lambda new, old: jnp.where(act & (kind == PRE), new, old), calcium.on_pre(state), state)
-        state = jax.tree.map(lambda new, old: jnp.where(act & (kind == POST), new, old), calcium.on_post(state), state)
-        return (state, t_p + a_p, t_d + a_d), None
+    def interval(carry, state, s, index):
+        a_p, a_d = rule.times_above(rule.calcium.concentration(state), s)
+        return carry[0] + a_p, carry[1] + a_d
 
-    zero = jnp.zeros_like(intervals[0])
-    (_, t_p, t_d), _ = jax.lax.scan(body, (calcium.init(), zero, zero), (intervals, kinds, active))
+    zero = jnp.zeros((), spikes.pre_offset.dtype)
+    _, (t_p, t_d), _ = event_loop(rule.calcium, spikes, (zero, zero), interval)
     return t_p, t_d
 
 

@@ -41,7 +41,8 @@ import numpy as np
 
 from ._custom_types import Array, Key
 from ._early_phase import GraupnerBrunel2012
-from ._spikes import POST, PRE, Spikes, event_sequence
+from ._loop import event_loop
+from ._spikes import Spikes
 from ._validation import check_finite, checked, run_time_checks
 
 
@@ -75,8 +76,8 @@ def solve_events(
     draws its normals from `fold_in(key, i)`. `drive_steps`: Strang sub-steps per piece of
     constant threshold drive; `quiet_steps`: RK4 steps of the cubic drift in the
     below-threshold part of each interval. Any calcium model of `ca_plast` works. Batch with
-    `jax.vmap` over padded spikes (`to_spikes` of a list), parameter sets or keys. The scan
-    body is `jax.checkpoint`ed, so reverse mode stores one carry per event.
+    `jax.vmap` over padded spikes (`to_spikes` of a list), parameter sets or keys. Reverse mode
+    stores one carry per event (`event_loop`).
     """
     rule = checked(rule, "solve_events")
     _check_structure("solve_events", spikes)
@@ -88,12 +89,9 @@ def solve_events(
     check_finite("solve_events", "rho0", rho0)
     spikes = _check_values("solve_events", spikes)
     calcium = rule.calcium
-    intervals, kinds, active = event_sequence(spikes, calcium.D)
 
-    @jax.checkpoint
-    def body(carry, event):
-        state, rho, t_p, t_d = carry
-        s, kind, act, index = event
+    def interval(carry, state, s, index):
+        rho, t_p, t_d = carry
         a_p, a_d = rule.times_above(calcium.concentration(state), s)
         first, last = jnp.minimum(a_p, a_d), jnp.maximum(a_p, a_d)
         fraction = jnp.arange(drive_steps, dtype=s.dtype) / drive_steps
@@ -111,15 +109,10 @@ def solve_events(
 
         rho, done = jax.lax.fori_loop(0, 2 * drive_steps, sub_step, (rho, jnp.zeros_like(s)))
         rho = _cubic_flow(rule, rho, s - done, quiet_steps)
-        state = calcium.decay(state, s)
-        state = _where(act & (kind == PRE), calcium.on_pre(state), state)
-        state = _where(act & (kind == POST), calcium.on_post(state), state)
-        return (state, rho, t_p + a_p, t_d + a_d), None
+        return rho, t_p + a_p, t_d + a_d
 
-    zero = jnp.zeros_like(intervals[0])
-    init = (calcium.init(), rho0, zero, zero)
-    events = (intervals, kinds, active, jnp.arange(intervals.shape[0]))
-    (state, rho, t_p, t_d), _ = jax.lax.scan(body, init, events)
+    zero = jnp.zeros((), rho0.dtype)
+    state, (rho, t_p, t_d), _ = event_loop(calcium, spikes, (rho0, zero, zero), interval)
     return EventSolution(rho=rho, calcium=state, time_p=t_p, time_d=t_d)
 
 
@@ -142,10 +135,6 @@ def _cubic_flow(rule: GraupnerBrunel2012, rho: Array, length: Array, steps: int)
         return rho + (k1 + 2 * k2 + 2 * k3 + k4) / 6
 
     return jax.lax.fori_loop(0, steps, rk4, rho)
-
-
-def _where(flag: Array, new, old):
-    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
 
 
 def check_spikes(owner: str, spikes: Spikes) -> Spikes:

@@ -12,8 +12,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._custom_types import Array, Float, Key
+from ._custom_types import Array, ArrayLike, Float, Key
 from ._early_phase import Affine, GraupnerBrunel2012
+from ._loop import event_loop
 from ._spikes import Spikes, shift, tick_count
 from ._validation import check_finite, checked
 
@@ -101,26 +102,26 @@ def advance_calcium(rule: GraupnerBrunel2012, arrivals: Spikes, carry: tuple, st
 def solve_scan(
     rule: GraupnerBrunel2012,
     spikes: Spikes,
-    rho0: Array,
+    rho0: ArrayLike,
     *,
     key: Key | None = None,
     record_every: int | None = None,
     chunk: int = 100,
 ) -> ScanSolution:
-    """Simulate one protocol (unbatched `spikes`) with steps of `spikes.unit` ms.
+    """Simulate one protocol (unbatched `spikes`) on a time grid of `chunk` steps of `spikes.unit` ms.
 
     `rho0`: initial efficacies of any shape; all share the protocol's calcium trace and get
     independent noise. `key`: noise key (keyword-only); None switches noise off.
 
-    The steps are grouped in chunks of `chunk` steps (`record_every` when given). Calcium,
-    threshold times and the exact affine map of the threshold drive are stepped one step at a
-    time and composed over the chunk (exact: the drive is linear in rho, see `Affine`); the
-    synapses then take the composed map with one Gaussian increment of the exact variance
-    (key `fold_in(key, chunk_index)`), between two half steps of the cubic drift (Strang
-    splitting at the chunk period, 10 ms by default against tau ~ 10^5 ms). So the cost per
-    step does not grow with the number of synapses. Each chunk is `jax.checkpoint`ed:
-    reverse mode stores one carry per chunk. `record_every`: record c and rho every that
-    many steps.
+    rho is stepped on a grid of `chunk` steps (`record_every` when given): 10 ms by default.
+    Between grid points calcium and the exact affine map of the threshold drive are carried
+    from spike to spike (the event loop, `event_loop`: exact, since the drive is linear in rho,
+    see `Affine`) and composed; at each grid point the synapses take the composed map with one
+    Gaussian increment of the exact variance (key `fold_in(key, grid index)`), between two half
+    steps of the cubic drift (Strang splitting at the grid period, against tau ~ 10^5 ms). So
+    the cost grows with the spikes and grid points, not with the steps, and does not grow with
+    the number of synapses between grid points. Reverse mode stores one carry per event.
+    `record_every`: record c and rho every that many steps.
     """
     rule = checked(rule, "solve_scan")
     unit = spikes.unit
@@ -132,33 +133,38 @@ def solve_scan(
         raise ValueError(f"solve_scan: chunk must be a whole number of steps >= 1, got {chunk!r}")
     rho0 = jnp.asarray(rho0, dtype=jnp.result_type(float))
     check_finite("solve_scan", "rho0", rho0)
-    calcium = rule.calcium
-    arrivals = arrival_spikes(spikes, calcium.D)
     n_steps = spikes.end_tick + (spikes.end_offset > 0)
     chunk = int(record_every or chunk)
+    n_grid = -(-tick_count(spikes, "solve_scan") // chunk)
+    grid = jnp.minimum((jnp.arange(n_grid) + 1) * chunk, n_steps)
     unit_ = jnp.asarray(unit, rho0.dtype)
-
-    @jax.checkpoint
-    def run_chunk(carry, index):
-        state, rho, ptr_pre, ptr_post, t_p, t_d = carry
-        first = index * chunk
-        (state, ptr_pre, ptr_post, t_p, t_d), affine = advance_calcium(
-            rule, arrivals, (state, ptr_pre, ptr_post, t_p, t_d), first + jnp.arange(chunk)
-        )
-        elapsed = jnp.clip(n_steps - first, 0, chunk).astype(unit_.dtype) * unit_
-        normal = None if key is None else jax.random.normal(jax.random.fold_in(key, index), rho.shape, rho.dtype)
-        rho = rule.cubic(affine(rule.cubic(rho, elapsed / 2), normal), elapsed / 2)
-        return (state, rho, ptr_pre, ptr_post, t_p, t_d), (calcium.concentration(state), rho)
-
-    n_chunks = -(-tick_count(spikes, "solve_scan") // chunk)
     zero = jnp.zeros_like(unit_)
-    init = (calcium.init(), rho0, jnp.array(0), jnp.array(0), zero, zero)
-    indices = jnp.arange(n_chunks)
-    (state, rho, _, _, t_p, t_d), (c_trace, rho_trace) = jax.lax.scan(run_chunk, init, indices)
+
+    def interval(carry, state, s, index):
+        rho, affine, t_p, t_d = carry
+        c0 = rule.calcium.concentration(state)
+        a_p, a_d = rule.times_above(c0, s)
+        return rho, rule.drive(c0, s).after(affine), t_p + a_p, t_d + a_d
+
+    def at_grid(carry, state, g):
+        rho, affine, t_p, t_d = carry
+        elapsed = (grid[g] - jnp.where(g > 0, grid[g - 1], 0)).astype(unit_.dtype) * unit_
+        normal = None if key is None else jax.random.normal(jax.random.fold_in(key, g), rho.shape, rho.dtype)
+        rho = rule.cubic(affine(rule.cubic(rho, elapsed / 2), normal), elapsed / 2)
+        return rho, Affine.identity(zero), t_p, t_d
+
+    def record(carry, state):
+        return rule.calcium.concentration(state), carry[0]
+
+    carry = (rho0, Affine.identity(zero), zero, zero)
+    state, (rho, _, t_p, t_d), records = event_loop(
+        rule.calcium, spikes, carry, interval, grid=grid, at_grid=at_grid,
+        record=None if record_every is None else record)
     if record_every is None:
         return ScanSolution(rho=rho, calcium=state, time_p=t_p, time_d=t_d, ts=None, c=None, rho_trace=None)
-    ts = jnp.minimum((indices + 1) * chunk, n_steps).astype(rho0.dtype) * unit
-    return ScanSolution(rho=rho, calcium=state, time_p=t_p, time_d=t_d, ts=ts, c=c_trace, rho_trace=rho_trace)
+    c_trace, rho_trace = records
+    return ScanSolution(rho=rho, calcium=state, time_p=t_p, time_d=t_d, ts=grid.astype(rho0.dtype) * unit,
+                        c=c_trace, rho_trace=rho_trace)
 
 
 def _apply(flag: Array, new, old):

@@ -19,7 +19,7 @@ from ._custom_types import Array, Bool, Float, Int
 from ._limits import MAX_TICKS
 from ._protocols import Protocol
 
-PRE, POST, END = 0, 1, 2
+PRE, POST, END, GRID = 0, 1, 2, 3
 
 
 class Spikes(eqx.Module):
@@ -144,13 +144,17 @@ def interval(tick_a: Array, offset_a: Array, tick_b: Array, offset_b: Array, uni
     return (tick_b - tick_a).astype(offset_a.dtype) * unit + (offset_b - offset_a)
 
 
-def event_sequence(spikes: Spikes, D: Array) -> tuple[Float[Array, " n"], Int[Array, " n"], Bool[Array, " n"]]:
+def event_sequence(
+    spikes: Spikes, D: Array, grid: Int[Array, " n_grid"] | None = None
+) -> tuple[Float[Array, " n"], Int[Array, " n"], Bool[Array, " n"]]:
     """The merged, sorted events of one (unbatched) protocol, ending with the protocol's end.
 
-    Presynaptic spikes are delayed by `D` (ms). Returns the interval (ms) from the previous
-    event (or from time 0) to each event, its kind (`PRE`, `POST` or `END`) and whether it
-    acts. Padding and arrivals past the end are moved onto the end and do not act.
-    Simultaneous events keep the order pre, post, end.
+    Presynaptic spikes are delayed by `D` (ms). `grid`: optional tick numbers of a solver's
+    grid points (kind `GRID`, at offset 0), which may lie past the protocol's end. Returns
+    the interval (ms) from the previous event (or from time 0) to each event, its kind
+    (`PRE`, `POST`, `END` or `GRID`) and whether it acts. Padding and arrivals past the end
+    are moved onto the end and do not act. Simultaneous events keep the order grid, pre,
+    post, end.
     """
     unit = spikes.unit
     pre_tick, pre_offset = shift(spikes.pre_tick, spikes.pre_offset, D, unit)
@@ -164,7 +168,15 @@ def event_sequence(spikes: Spikes, D: Array) -> tuple[Float[Array, " n"], Int[Ar
     ticks = jnp.where(past_end, spikes.end_tick, ticks)
     offsets = jnp.where(past_end, spikes.end_offset, offsets)
     masks = masks & ~past_end
-    order = jnp.lexsort((kinds, jax.lax.stop_gradient(offsets), ticks))
+    if grid is not None:
+        ticks = jnp.concatenate([ticks, grid.astype(ticks.dtype)])
+        offsets = jnp.concatenate([offsets, jnp.zeros(grid.shape, offsets.dtype)])
+        kinds = jnp.concatenate([kinds, jnp.full(grid.shape, GRID)])
+        masks = jnp.concatenate([masks, jnp.ones(grid.shape, bool)])
+    # A grid point opens its tick: it sorts before every event of that tick, whatever the
+    # rounding of their offsets (a delayed arrival may sit a few ulp below 0).
+    key = jnp.where(kinds == GRID, -jnp.inf, jax.lax.stop_gradient(offsets))
+    order = jnp.lexsort((kinds, key, ticks))
     ticks, offsets, kinds, masks = ticks[order], offsets[order], kinds[order], masks[order]
     prev_tick = jnp.concatenate([jnp.zeros((1,), ticks.dtype), ticks[:-1]])
     prev_offset = jnp.concatenate([jnp.zeros((1,), offsets.dtype), offsets[:-1]])

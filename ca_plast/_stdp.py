@@ -75,9 +75,7 @@ def _batched_closed_form(rule, spikes):
 
 @stored_jit
 def _batched_scan(rule, spikes, keys, n_synapses):
-    # lax.map, not vmap: under vmap the per-step `cond` that skips noise-free steps would
-    # become a select and draw normals at every step of every protocol.
-    return jax.lax.map(lambda args: scan_ratio(rule, args[0], n_synapses, key=args[1]), (spikes, keys))
+    return jax.vmap(lambda s, k: scan_ratio(rule, s, n_synapses, key=k))(spikes, keys)
 
 
 @stored_jit
@@ -143,9 +141,7 @@ def stdp_ratios(
                                progress=progress)
     keys = _protocol_keys(key, np.arange(len(protocols)))
     batched = _batched_scan if method == "scan" else _batched_events
-    # The scan solver takes protocols one after another (lax.map): any slice costs nothing; the
-    # event solver vmaps them, and slices of at least 32 keep its vectors wide.
+    # Both solvers vmap the protocols: slices of at least 32 keep the vectors wide.
     ratio, sem = in_chunks(lambda part: batched(rule, *part, int(n_synapses)), (spikes, keys),
-                           label=f"stdp ({method}, {len(protocols)} protocols)", progress=progress,
-                           min_size=1 if method == "scan" else 32)
+                           label=f"stdp ({method}, {len(protocols)} protocols)", progress=progress, min_size=32)
     return np.asarray(ratio), np.asarray(sem)
