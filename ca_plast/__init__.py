@@ -6,6 +6,7 @@ from . import _signals
 
 _signals.guard_console_start()  # before JAX is imported: Ctrl-C in the command line's start-up exits cleanly
 
+from ._affine import Affine as Affine, threshold_drive as threshold_drive
 from ._bss2 import (
     BSS2 as BSS2,
     grid_population_ratio as grid_population_ratio,
@@ -38,10 +39,9 @@ from ._density import (
     solve_density as solve_density,
 )
 from ._early_phase import (
-    Affine as Affine,
     GraupnerBrunel2012 as GraupnerBrunel2012,
     bistable_flow as bistable_flow,
-    threshold_drive as threshold_drive,
+    population_ratio as population_ratio,
 )
 from ._events import EventSolution as EventSolution, solve_events as solve_events
 from ._fixed_point import FixedPoint as FixedPoint
@@ -76,6 +76,7 @@ from ._protocols import (
     triplet as triplet,
 )
 from ._rounding import stochastic_round as stochastic_round, straight_through as straight_through
+from ._rule import AbstractRule as AbstractRule
 from ._scan import ScanSolution as ScanSolution, solve_scan as solve_scan
 from ._spikes import Spikes as Spikes, event_sequence as event_sequence, to_spikes as to_spikes
 from ._stc import (
@@ -101,7 +102,6 @@ from ._stc_protocols import (
 from ._stdp import (
     METHODS as METHODS,
     events_ratio as events_ratio,
-    population_ratio as population_ratio,
     scan_ratio as scan_ratio,
     stdp_ratios as stdp_ratios,
 )

@@ -9,19 +9,19 @@ format with rounding; synaptic weights are 6-bit.
 
 The emulation here (`solve_hardware`) does exactly that for every update period:
 
-1. analog: calcium is stepped exactly (the time-stepped solver's own machinery,
-   `advance_calcium`), giving the time it spent above theta_p and theta_d during the
-   period and its value at the period's end; per-synapse mismatch of tau_ca and of the jump
-   amplitudes is drawn once per chip;
+1. analog: calcium runs exactly from spike to spike (the event loop, `event_loop`), giving
+   the time it spent above theta_p and theta_d during the period, the integrals of the
+   rule's `rates` and its value at the period's end; per-synapse mismatch of tau_ca and of
+   the jump amplitudes is drawn once per chip;
 2. readout (`threshold_time`): "integrate" -- a comparator per threshold drives an analog
    integrator, and the PPU reads the two integrals (time above threshold as a fraction of
    the period) through the CADC; "sample" -- the PPU reads calcium itself through the CADC
    at the update and assumes what it sees held for the whole period. Each read has
    `cadc_bits` bits and optional Gaussian temporal noise (`read_noise`, in LSB);
-3. PPU: one explicit step of the rule's ODE over the period with the read times
-   (`gamma_p (1 - rho) T_p - gamma_d rho T_d` plus the cubic drift, and the rule's noise
-   `sigma sqrt((T_p + T_d) / tau) N(0, 1)`), rounded into the state format, which holds
-   `rho - offset` (`FixedPoint.accumulate`). `state=None` instead applies the exact float
+3. PPU: one explicit step of the rule's equation over the period with the read integrals
+   (`AbstractRule.increment`; GB2012: `gamma_p (1 - rho) T_p - gamma_d rho T_d` plus the
+   cubic drift, and the noise `sigma sqrt((T_p + T_d) / tau) N(0, 1)`), rounded into the
+   state format, which holds `rho - offset` (`FixedPoint.accumulate`). `state=None` instead applies the exact float
    update of the period: the float model, with the same random numbers, as the reference.
 
 Random numbers: the rule's noise uses `jax.random.normal(fold_in(key, period_index))`
@@ -33,7 +33,6 @@ measured with far less Monte Carlo noise than independent runs would give.
 """
 
 import dataclasses
-import functools
 import math
 from collections.abc import Sequence
 
@@ -42,10 +41,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._affine import Affine
 from ._calcium import AbstractCalcium
-from ._custom_types import Array, Key
-from ._early_phase import Affine, GraupnerBrunel2012, safe_sqrt
+from ._custom_types import Array, ArrayLike, Key
+from ._early_phase import GraupnerBrunel2012
 from ._fixed_point import FixedPoint
+from ._loop import event_loop
 from ._programs import stored_jit
 from ._progress import in_chunks
 from ._protocols import Protocol
@@ -57,9 +58,9 @@ from ._rounding import (
     counter_uniform,
     straight_through,
 )
-from ._scan import ScanSolution, advance_calcium, arrival_spikes
+from ._rule import AbstractRule
+from ._scan import ScanSolution
 from ._spikes import Spikes, tick_count, to_spikes
-from ._stdp import population_ratio
 from ._validation import check_finite, checked
 
 THRESHOLD_TIMES = ("integrate", "sample")
@@ -184,47 +185,54 @@ class BSS2(eqx.Module):
         full = self.weight.max_code * self.weight.step
         return self.weight.codes(full * (1 + (rule.b - 1) * rho) / rule.b)
 
-    def read_times(self, rule: GraupnerBrunel2012, a_p: Array, a_d: Array, c: Array, elapsed: Array,
+    def cadc(self, value: Array, full_scale: Array, normal: Array | None) -> Array:
+        """A column-ADC read of `value` with `full_scale` at the top code (`cadc_bits` bits, `read_noise` LSB of
+        Gaussian noise with `normal`, None: noise-free); straight-through gradients through the quantisation."""
+        levels = 2**self.cadc_bits - 1
+        x = value / full_scale * levels
+        noisy = x if normal is None else x + self.read_noise * normal
+        return straight_through(noisy, jnp.clip(jnp.round(noisy), 0, levels)) / levels * full_scale
+
+    def read_times(self, rule, a_p: Array, a_d: Array, c: Array, elapsed: Array,
                    noise: tuple[Array, Array] | None) -> tuple[Array, Array]:
-        """Time above theta_p and theta_d as the PPU learns it over a period of `elapsed` ms.
+        """Time above theta_p and theta_d (fields of `rule`) as the PPU learns it over a period of `elapsed` ms.
 
         `a_p`, `a_d`: exact analog times (ms); `c`: calcium at the update; `noise`: standard
-        normal numbers for the two reads (None: noise-free). Straight-through gradients
-        through the CADC quantisation.
+        normal numbers for the two reads (None: noise-free).
         """
-        levels = 2**self.cadc_bits - 1
-
-        def cadc(value, full_scale, normal):
-            x = value / full_scale * levels
-            noisy = x if normal is None else x + self.read_noise * normal
-            return straight_through(noisy, jnp.clip(jnp.round(noisy), 0, levels)) / levels * full_scale
-
         normals = (None, None) if noise is None else noise
         if self.threshold_time == "integrate":
             span = jnp.where(elapsed > 0, elapsed, 1.0)
-            return cadc(a_p, span, normals[0]), cadc(a_d, span, normals[1])
-        c_p = cadc(c, self.cadc_range, normals[0])
-        c_d = c_p if noise is None else cadc(c, self.cadc_range, normals[1])
+            return self.cadc(a_p, span, normals[0]), self.cadc(a_d, span, normals[1])
+        c_p = self.cadc(c, self.cadc_range, normals[0])
+        c_d = c_p if noise is None else self.cadc(c, self.cadc_range, normals[1])
         return jnp.where(c_p >= rule.theta_p, elapsed, 0.0), jnp.where(c_d >= rule.theta_d, elapsed, 0.0)
+
+    def read_integrals(self, rule: AbstractRule, integrals: tuple[Array, ...], c: Array, elapsed: Array,
+                       noise: Array | None) -> tuple[Array, ...]:
+        """The time integrals of the rule's `rates` over a period of `elapsed` ms, as the PPU learns them.
+
+        "integrate": each integral is read from its analog integrator through the CADC, with
+        `elapsed * rate_scale` at full scale; "sample": calcium is read through the CADC at
+        the update (one read per rate) and held for the period. `noise`: standard normal
+        numbers, one row per rate (None: noise-free). GB2012's integrals are the times above
+        theta_p and theta_d.
+        """
+        normals = [None] * len(integrals) if noise is None else list(noise)
+        if self.threshold_time == "integrate":
+            span = jnp.where(elapsed > 0, elapsed, 1.0)
+            return tuple(self.cadc(value, span * scale, normal)
+                         for value, scale, normal in zip(integrals, rule.rate_scales, normals))
+        reads = [self.cadc(c, self.cadc_range, normals[0])]
+        for normal in normals[1:]:
+            reads.append(reads[0] if noise is None else self.cadc(c, self.cadc_range, normal))
+        return tuple(rule.rates(c_read)[k] * elapsed for k, c_read in enumerate(reads))
 
 
 def _check_number(name: str, value, unit: str, *, positive: bool) -> None:
     ok = isinstance(value, (int, float)) and np.isfinite(value) and (value > 0 if positive else value >= 0)
     if not ok:
         raise ValueError(f"BSS2: {name} must be a finite number {'> 0' if positive else '>= 0'}{unit}, got {value!r}")
-
-
-def ppu_increment(rule: GraupnerBrunel2012, rho: Array, T_p: Array, T_d: Array, elapsed: Array, normal: Array) -> Array:
-    """One explicit PPU step of the GB2012 ODE over `elapsed` ms, given the times above threshold.
-
-    `(gamma_p (1 - rho) T_p - gamma_d rho T_d - rho (1 - rho)(rho_star - rho) elapsed) / tau
-    + sigma sqrt((T_p + T_d) / tau) normal`: the drive integrated with the measured times,
-    the noise with its exact variance over the period.
-    """
-    if not isinstance(rule, GraupnerBrunel2012):
-        raise TypeError(f"solve_hardware: no PPU update is defined for {type(rule).__name__}; supported: GraupnerBrunel2012")
-    drift = rule.gamma_p * (1 - rho) * T_p - rule.gamma_d * rho * T_d - rho * (1 - rho) * (rule.rho_star - rho) * elapsed
-    return drift / rule.tau + rule.sigma * safe_sqrt((T_p + T_d) / rule.tau) * normal
 
 
 def normal_when(active: Array, key: Key, shape: tuple[int, ...], dtype) -> Array:
@@ -267,16 +275,16 @@ def _as_configs(hardware) -> tuple[BSS2, ...]:
 
 
 def solve_hardware(
-    rule: GraupnerBrunel2012,
+    rule: AbstractRule,
     spikes: Spikes,
-    rho0: Array,
+    rho0: ArrayLike,
     *,
     hardware: BSS2 | Sequence[BSS2],
     key: Key,
     record_every: int | None = None,
     chunk: int = 100,
 ) -> ScanSolution | tuple[ScanSolution, ...]:
-    """Simulate one protocol (unbatched `spikes`) on emulated BSS-2 hardware.
+    """Simulate one protocol (unbatched `spikes`) on emulated BSS-2 hardware, for any rule (`AbstractRule`).
 
     `rho0`: initial efficacies (any shape; rounded to nearest into the state format);
     `hardware`: a `BSS2` configuration, or a sequence of them run together on the same
@@ -284,10 +292,17 @@ def solve_hardware(
     tuple of solutions; `key`: keyword-only, drives the rule's noise and the rounding.
     The update period must be a multiple of the solver step `spikes.unit`.
 
+    The analog side runs on the event loop (`event_loop`: calcium exact from spike to spike,
+    the integrals of the rule's `rates` accumulated exactly); every update period the PPU reads
+    them (`BSS2.read_integrals`) and takes one step of `rule.increment`, rounded into the
+    state format. Float configurations (`state=None`) take the exact map of the period
+    instead (the rule's `drive` composed over it, Strang-split with its `drift`, as
+    `solve_scan` does).
+
     Returns `ScanSolution`s as `solve_scan` does: final `rho` (values on the format's
-    grid), final calcium, exact analog times above threshold, and with `record_every`
-    (in update periods) calcium and rho at the end of every that many periods. Periods are
-    grouped in `jax.checkpoint`ed chunks of `chunk` periods (`record_every` when given).
+    grid), final calcium, exact analog times above the rule's thresholds, and with
+    `record_every` (in update periods) calcium and rho at the end of every that many
+    periods. `chunk` is accepted for compatibility and has no effect.
     """
     rule = checked(rule, "solve_hardware")
     configs = _as_configs(hardware)
@@ -302,125 +317,75 @@ def solve_hardware(
     shape = rho0.shape
     rho_flat = rho0.reshape(-1)
     dtype = rho0.dtype
-
-    calcium = rule.calcium
-    arrivals = arrival_spikes(spikes, calcium.D)
+    calcium, D = rule.calcium, rule.calcium.D
     if configs[0].mismatched:
-        local = configs[0].draw_mismatch(calcium, rho_flat.shape, key=jax.random.key(configs[0].chip))
-
-        def advance(carry, steps):
-            def one(cal, carry):
-                return advance_calcium(eqx.tree_at(lambda r: r.calcium, rule, cal), arrivals, carry, steps)
-
-            return jax.vmap(one)(local, carry)
-
-        ptr = jnp.zeros(rho_flat.shape, jnp.int32)
-        analog0 = (local.init(), ptr, ptr)
-        concentration = local.concentration
-        decay = jax.vmap(lambda cal, state, s: cal.decay(state, s), in_axes=(0, 0, None))
-        decay = functools.partial(decay, local)
-    else:
-
-        def advance(carry, steps):
-            return advance_calcium(rule, arrivals, carry, steps)
-
-        analog0 = (calcium.init(), jnp.array(0), jnp.array(0))
-        concentration = calcium.concentration
-        decay = calcium.decay
+        # Per-synapse calcium: every field an array over the synapses, used elementwise.
+        calcium = configs[0].draw_mismatch(calcium, rho_flat.shape, key=jax.random.key(configs[0].chip))
+        rule = eqx.tree_at(lambda r: r.calcium, rule, calcium)
 
     n_steps = spikes.end_tick + (spikes.end_offset > 0)
     n_periods = -(-tick_count(spikes, "solve_hardware") // m)
-    chunk = int(record_every or chunk)
-    n_chunks = -(-n_periods // chunk)
+    grid = jnp.minimum((jnp.arange(n_periods) + 1) * m, n_steps)
     unit_ = jnp.asarray(spikes.unit, dtype)
+    exact = any(c.state is None for c in configs)
     random_rounding = any(c.state is not None and c.rounding in RANDOM_ROUNDINGS for c in configs)
     read_noise = any(c.read_noise > 0 for c in configs)
+    n_rates = len(rule.rates(jnp.zeros((), dtype)))
     round_seeds = jax.random.bits(jax.random.fold_in(key, ROUNDING_STREAM), (2, *rho_flat.shape), jnp.uint32)
     read_key = jax.random.fold_in(key, READ_STREAM)
+    zero = jnp.zeros(rho_flat.shape if configs[0].mismatched else (), dtype)
 
-    def ppu(rhos, k, a_p, a_d, c, affine, normal, elapsed):
+    def empty():
+        """The analog accumulators of a period: times above threshold, integrals of the rates, the exact map."""
+        return (zero, zero), (zero,) * n_rates, Affine.identity(zero) if exact else None
+
+    def interval(carry, state, s, index):
+        rhos, (times, integrals, affine), totals = carry
+        c0 = calcium.concentration(state)
+        a_p, a_d = rule.times_above(c0, s)
+        integrals = tuple(i + j for i, j in zip(integrals, rule.integrals(c0, s)))
+        affine = rule.drive(c0, s).after(affine) if exact else None
+        return rhos, ((times[0] + a_p, times[1] + a_d), integrals, affine), (totals[0] + a_p, totals[1] + a_d)
+
+    def at_grid(carry, state, k):
         """Every configuration's update at the end of period k (float: the exact map of the period)."""
+        rhos, ((a_p, a_d), integrals, affine), totals = carry
+        elapsed = (grid[k] - jnp.where(k > 0, grid[k - 1], 0)).astype(dtype) * unit_
+        normal = normal_when(jnp.any(a_p + a_d > 0), jax.random.fold_in(key, k), rho_flat.shape, dtype)
         uniform = counter_uniform(round_seeds, k, dtype) if random_rounding else None
-        noise = None
-        if read_noise:
-            draws = jax.random.normal(jax.random.fold_in(read_key, k), (2, *rho_flat.shape), dtype)
-            noise = (draws[0], draws[1])
+        noise = jax.random.normal(jax.random.fold_in(read_key, k), (n_rates, *rho_flat.shape), dtype) if read_noise else None
+        c = calcium.concentration(state)
         new = []
         for config, rho in zip(configs, rhos):
             if config.state is None:
-                new.append(rule.cubic(affine(rule.cubic(rho, elapsed / 2), normal), elapsed / 2))
+                new.append(rule.drift(affine(rule.drift(rho, elapsed / 2), normal), elapsed / 2))
                 continue
-            T_p, T_d = config.read_times(rule, a_p, a_d, c, elapsed, noise if config.read_noise > 0 else None)
-            delta = ppu_increment(rule, rho + config.offset, T_p, T_d, elapsed, normal)
+            read = config.read_integrals(rule, integrals, c, elapsed, noise if config.read_noise > 0 else None)
+            delta = rule.increment(rho + config.offset, read, elapsed, normal)
             new.append(config.state.accumulate(rho, delta, config.rounding, uniform=uniform,
                                                random_bits=config.random_bits))
-        return tuple(new)
+        return tuple(new), empty(), totals
 
-    def elapsed_in(k):
-        return jnp.clip(n_steps - k * m, 0, m).astype(dtype) * unit_
+    def record(carry, state):
+        return calcium.concentration(state), carry[0]
 
-    def period_update(carry, k):
-        analog, totals, rhos = carry
-        zero = jnp.zeros_like(totals[0])
-        (state, ptr_pre, ptr_post, a_p, a_d), affine = advance((*analog, zero, zero), k * m + jnp.arange(m))
-        normal = normal_when(jnp.any(a_p + a_d > 0), jax.random.fold_in(key, k), rho_flat.shape, dtype)
-        rhos = ppu(rhos, k, a_p, a_d, concentration(state), affine, normal, elapsed_in(k))
-        return ((state, ptr_pre, ptr_post), (totals[0] + a_p, totals[1] + a_d), rhos), None
-
-    def quiet_update(carry, k):
-        # No spike arrives and calcium decays from below both thresholds: no drive, no noise.
-        (state, ptr_pre, ptr_post), totals, rhos = carry
-        elapsed = elapsed_in(k)
-        state = decay(state, elapsed)
-        zero = jnp.zeros_like(totals[0])
-        rhos = ppu(rhos, k, zero, zero, concentration(state), Affine.identity(elapsed), jnp.zeros_like(rho_flat), elapsed)
-        return ((state, ptr_pre, ptr_post), totals, rhos), None
-
-    def quiet(carry, index) -> Array:
-        """Whether chunk `index` is quiet: no arrival before its end, calcium below both thresholds at its start."""
-        state, ptr_pre, ptr_post = carry[0]
-        end = (index + 1) * chunk * m
-
-        def silent(tick, mask, ptr):
-            i = jnp.minimum(ptr, tick.shape[0] - 1)
-            return (ptr >= tick.shape[0]) | ~mask[i] | (tick[i] >= end)
-
-        below = concentration(state) < jnp.minimum(rule.theta_p, rule.theta_d)
-        return jnp.all(silent(arrivals.pre_tick, arrivals.pre_mask, ptr_pre)
-                       & silent(arrivals.post_tick, arrivals.post_mask, ptr_post) & below)
-
-    @jax.checkpoint
-    def run_chunk(carry, index):
-        periods = index * chunk + jnp.arange(chunk)
-        # Chunks wholly past this protocol's end (padding of a batch) change nothing: skip them.
-        # Quiet chunks (most of a low-frequency protocol) skip the calcium machinery: the
-        # same updates with the same random numbers, about four times cheaper.
-        branch = jnp.where(index * chunk * m >= n_steps, 0, jnp.where(quiet(carry, index), 1, 2))
-        carry = jax.lax.switch(branch, [
-            lambda c: c,
-            lambda c: jax.lax.scan(quiet_update, c, periods)[0],
-            lambda c: jax.lax.scan(period_update, c, periods)[0],
-        ], carry)
-        return carry, (concentration(carry[0][0]), carry[2])
-
-    zero = jnp.zeros(rho_flat.shape if configs[0].mismatched else (), dtype)
     # hardware programs carry the stored value rho - offset
     rhos0 = tuple(rho_flat if c.state is None else c.state.quantise(rho_flat - c.offset) for c in configs)
-    init = (analog0, (zero, zero), rhos0)
-    indices = jnp.arange(n_chunks)
-    ((state, _, _), (t_p, t_d), rhos), (c_trace, rho_traces) = jax.lax.scan(run_chunk, init, indices)
-    ts = None if record_every is None else jnp.minimum((indices + 1) * chunk * m, n_steps).astype(dtype) * spikes.unit
+    state, (rhos, _, (t_p, t_d)), records = event_loop(
+        calcium, spikes, (rhos0, empty(), (zero, zero)), interval, grid=grid, at_grid=at_grid,
+        record=None if record_every is None else record, D=D)
     shifts = [0.0 if c.state is None else c.offset for c in configs]
+    ts, c_trace, rho_traces = None, None, [None] * len(configs)
+    if record_every is not None:
+        every = int(record_every)
+        n_records = -(-n_periods // every)
+        rows = jnp.minimum((jnp.arange(n_records) + 1) * every, n_periods) - 1
+        ts = grid[rows].astype(dtype) * spikes.unit
+        c_trace = records[0][rows]
+        rho_traces = [(trace[rows] + shift).reshape(n_records, *shape) for trace, shift in zip(records[1], shifts)]
     solutions = tuple(
-        ScanSolution(
-            rho=(rho + shift).reshape(shape),
-            calcium=state,
-            time_p=t_p,
-            time_d=t_d,
-            ts=ts,
-            c=None if record_every is None else c_trace,
-            rho_trace=None if record_every is None else (trace + shift).reshape(n_chunks, *shape),
-        )
+        ScanSolution(rho=(rho + shift).reshape(shape), calcium=state, time_p=t_p, time_d=t_d, ts=ts, c=c_trace,
+                     rho_trace=trace)
         for rho, trace, shift in zip(rhos, rho_traces, shifts)
     )
     return solutions[0] if isinstance(hardware, BSS2) else solutions
@@ -430,8 +395,7 @@ def solve_hardware(
 def _batched_populations(rule, configs, spikes, keys, n_synapses):
     def one(args):
         sp, k = args
-        dtype = sp.pre_offset.dtype
-        rho0 = jnp.concatenate([jnp.zeros(n_synapses, dtype), jnp.ones(n_synapses, dtype)])
+        rho0 = rule.initial_population(n_synapses, sp.pre_offset.dtype)
         return jnp.stack([s.rho for s in solve_hardware(rule, sp, rho0, hardware=configs, key=k)])
 
     # lax.map, not vmap: the per-period `cond` skips the noise draws while calcium is below
@@ -440,7 +404,7 @@ def _batched_populations(rule, configs, spikes, keys, n_synapses):
 
 
 def hardware_populations(
-    rule: GraupnerBrunel2012,
+    rule: AbstractRule,
     protocols: Sequence[Protocol],
     hardware: BSS2 | Sequence[BSS2],
     *,
@@ -449,9 +413,10 @@ def hardware_populations(
     step: float = 0.1,
     progress: bool = False,
 ) -> np.ndarray:
-    """Final rho of `n_synapses` synapses started DOWN, then as many UP, per configuration and protocol.
+    """Final efficacies of the rule's population (`initial_population`; GB2012: `n_synapses` synapses started
+    DOWN, then as many UP), per configuration and protocol.
 
-    Shape `(len(configs), len(protocols), 2 * n_synapses)`. Protocol i uses
+    Shape `(len(configs), len(protocols), population size)`. Protocol i uses
     `fold_in(key, i)`; configurations share the analog substrate and the random numbers.
     Every update period must be a multiple of the solver `step` (ms); since calcium is
     exact whatever the step, it is stepped once per update period. `progress`: run in slices
@@ -470,7 +435,7 @@ def hardware_populations(
 
 
 def hardware_ratios(
-    rule: GraupnerBrunel2012,
+    rule: AbstractRule,
     protocols: Sequence[Protocol],
     hardware: BSS2 | Sequence[BSS2],
     *,
@@ -479,17 +444,16 @@ def hardware_ratios(
     step: float = 0.1,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """GB2012 change ratio and its standard error of each protocol under each configuration.
+    """Change ratio and its standard error of each protocol under each configuration.
 
-    Readout of `hardware_populations` by `grid_population_ratio`. Arrays of shape
+    Readout of `hardware_populations` by `grid_readout`. Arrays of shape
     `(len(configs), len(protocols))`, or `(len(protocols),)` for a single `BSS2`. `progress`:
     as in `hardware_populations`.
     """
     configs = _as_configs(hardware)
     rho = jnp.asarray(hardware_populations(rule, protocols, configs, n_synapses=n_synapses, key=key, step=step,
                                            progress=progress))
-    n = int(n_synapses)
-    stats = [jax.vmap(lambda r: grid_population_ratio(rule, r[:n], r[n:], c))(rho_c) for c, rho_c in zip(configs, rho)]
+    stats = [jax.vmap(lambda r: grid_readout(rule, r, c))(rho_c) for c, rho_c in zip(configs, rho)]
     ratio, sem = np.stack([np.asarray(r) for r, _ in stats]), np.stack([np.asarray(e) for _, e in stats])
     return (ratio[0], sem[0]) if isinstance(hardware, BSS2) else (ratio, sem)
 
@@ -499,20 +463,25 @@ def tie_shift(config: BSS2) -> float:
     return 0.0 if config.state is None else config.state.step / 4
 
 
-def grid_population_ratio(rule: GraupnerBrunel2012, rho_from_down: Array, rho_from_up: Array,
-                          config: BSS2) -> tuple[Array, Array]:
-    """`population_ratio` for efficacies on the state grid of `config`.
+def grid_readout(rule: AbstractRule, w: Array, config: BSS2) -> tuple[Array, Array]:
+    """`rule.readout` for efficacies on the state grid of `config`.
 
-    On the grid a synapse can end exactly at rho_star (about 2% of them at 8 bits for preset
-    DP), which "UP means rho > rho_star" would always count DOWN: a bias of about -0.015 in
-    the ratio. Such a synapse sits on the unstable fixed point, so it counts half UP and
-    half DOWN: the mean of the readouts of rho + and - `tie_shift(config)` (the ratio is
-    linear in U and D). Float configurations read out as `population_ratio`.
+    On the grid a synapse can end exactly at a readout threshold (GB2012: rho_star, about 2%
+    of them at 8 bits for preset DP), which "UP means rho > rho_star" would always count
+    DOWN: a bias of about -0.015 in the ratio. Such a synapse sits on the unstable fixed
+    point, so it counts half UP and half DOWN: the mean of the readouts of w + and -
+    `tie_shift(config)` (a readout linear in w, or in U and D, is unchanged by the average).
+    Float configurations read out as `rule.readout`.
     """
     shift = tie_shift(config)
-    high = population_ratio(rule, rho_from_down + shift, rho_from_up + shift)
-    low = population_ratio(rule, rho_from_down - shift, rho_from_up - shift)
+    high, low = rule.readout(w + shift), rule.readout(w - shift)
     return (high[0] + low[0]) / 2, (high[1] + low[1]) / 2
+
+
+def grid_population_ratio(rule: GraupnerBrunel2012, rho_from_down: Array, rho_from_up: Array,
+                          config: BSS2) -> tuple[Array, Array]:
+    """`population_ratio` for efficacies on the state grid of `config` (`grid_readout` of GB2012's population)."""
+    return grid_readout(rule, jnp.concatenate([rho_from_down, rho_from_up], axis=-1), config)
 
 
 def hardware_prediction(

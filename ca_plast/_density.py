@@ -77,8 +77,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._affine import Affine
 from ._custom_types import Array, Float
-from ._early_phase import Affine, GraupnerBrunel2012
+from ._early_phase import GraupnerBrunel2012
 from ._events import check_spikes
 from ._spikes import END, POST, PRE, Spikes, event_sequence, without_ticks
 from ._validation import checked

@@ -16,13 +16,15 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._calcium import AbstractCalcium, time_above
+from ._affine import Affine, safe_sqrt, threshold_drive
+from ._calcium import AbstractCalcium
 from ._custom_types import Array
 from ._fields import to_array
+from ._rule import AbstractRule
 from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, UNIT_INTERVAL, Bound, check_fields
 
 
-class GraupnerBrunel2012(eqx.Module):
+class GraupnerBrunel2012(AbstractRule):
     """GB2012 calcium-based rule for one synapse (or a population sharing one calcium trace).
 
     Fields (time in ms, calcium in units of theta_d): `calcium` model; thresholds `theta_p`,
@@ -50,12 +52,10 @@ class GraupnerBrunel2012(eqx.Module):
     def __check_init__(self):
         check_fields(self)
 
-    def times_above(self, c0: Array, s: Array) -> tuple[Array, Array]:
-        """Time (ms) above theta_p and above theta_d in an interval of `s` ms starting at `c0`."""
-        tau_ca = self.calcium.tau_ca
-        return time_above(c0, self.theta_p, tau_ca, s), time_above(c0, self.theta_d, tau_ca, s)
+    def thresholds(self) -> tuple[Array, Array]:
+        return self.theta_p, self.theta_d
 
-    def drive(self, c0: Array, s: Array) -> "Affine":
+    def drive(self, c0: Array, s: Array) -> Affine:
         """The exact threshold-driven map of rho over `s` ms of free calcium decay from `c0`.
 
         Between threshold crossings the drive is linear in rho, so over the whole interval
@@ -65,9 +65,11 @@ class GraupnerBrunel2012(eqx.Module):
         a_p, a_d = self.times_above(c0, s)
         return threshold_drive(a_p, a_d, s, gamma_p=self.gamma_p, gamma_d=self.gamma_d, tau=self.tau, sigma=self.sigma)
 
-    def cubic(self, rho: Array, s: Array) -> Array:
+    def drift(self, rho: Array, s: Array) -> Array:
         """One explicit Euler step of the bistable drift over `s` ms (s << tau)."""
         return rho - s / self.tau * rho * (1 - rho) * (self.rho_star - rho)
+
+    cubic = drift
 
     def cubic_flow(self, rho: Array, t: Array) -> Array:
         """Exact flow of the bistable drift `tau drho/dt = -rho (1 - rho)(rho_star - rho)` over `t` ms.
@@ -86,6 +88,53 @@ class GraupnerBrunel2012(eqx.Module):
         beta, b = self.beta, self.b
         after = beta * (1 - up) + (1 - beta) * down + b * (beta * up + (1 - beta) * (1 - down))
         return after / (beta + (1 - beta) * b)
+
+
+    def initial_population(self, n_synapses: int, dtype) -> Array:
+        """`n_synapses` synapses DOWN (rho = 0), then as many UP (rho = 1)."""
+        return jnp.concatenate([jnp.zeros(n_synapses, dtype), jnp.ones(n_synapses, dtype)])
+
+    def readout(self, rho: Array) -> tuple[Array, Array]:
+        """`population_ratio` of the synapses started DOWN (first half) and UP (second half)."""
+        n = rho.shape[-1] // 2
+        return population_ratio(self, rho[..., :n], rho[..., n:])
+
+    def rates(self, c: Array) -> tuple[Array, Array]:
+        """H(c - theta_p), H(c - theta_d): the threshold detectors (comparators on BSS-2)."""
+        return (c >= self.theta_p).astype(jnp.result_type(c, float)), (c >= self.theta_d).astype(jnp.result_type(c, float))
+
+    def integrals(self, c0: Array, s: Array) -> tuple[Array, Array]:
+        """The times above theta_p and theta_d (exact, `time_above`)."""
+        return self.times_above(c0, s)
+
+    def increment(self, rho: Array, integrals: tuple[Array, ...], elapsed: Array, normal: Array | None) -> Array:
+        """One explicit step of the GB2012 equation over `elapsed` ms, given the times above threshold `(T_p, T_d)`.
+
+        `(gamma_p (1 - rho) T_p - gamma_d rho T_d - rho (1 - rho)(rho_star - rho) elapsed) / tau
+        + sigma sqrt((T_p + T_d) / tau) normal`: the drive integrated with the given times,
+        the noise with its exact variance over the interval.
+        """
+        T_p, T_d = integrals
+        drift = self.gamma_p * (1 - rho) * T_p - self.gamma_d * rho * T_d \
+            - rho * (1 - rho) * (self.rho_star - rho) * elapsed
+        noise = 0.0 if normal is None else self.sigma * safe_sqrt((T_p + T_d) / self.tau) * normal
+        return drift / self.tau + noise
+
+
+def population_ratio(rule: GraupnerBrunel2012, rho_from_down: Array, rho_from_up: Array) -> tuple[Array, Array]:
+    """Change ratio and its standard error from simulated synapses (GB2012 readout).
+
+    `rho_from_down` / `rho_from_up`: final rho of synapses that started at 0 / at 1. UP means
+    rho > rho_star. U and D are binomial estimates; the ratio is linear in them, so its
+    standard error follows exactly from theirs.
+    """
+    up = jnp.mean(rho_from_down > rule.rho_star, dtype=rho_from_down.dtype)
+    down = jnp.mean(rho_from_up <= rule.rho_star, dtype=rho_from_up.dtype)
+    var_up = up * (1 - up) / rho_from_down.size
+    var_down = down * (1 - down) / rho_from_up.size
+    norm = rule.beta + (1 - rule.beta) * rule.b
+    sem = jnp.abs(rule.b - 1) / norm * jnp.sqrt((rule.beta**2) * var_up + (1 - rule.beta) ** 2 * var_down)
+    return rule.change_ratio(up, down), sem
 
 
 def _log_abs(y: Array) -> Array:
@@ -164,81 +213,3 @@ def _bistable_flow_jvp(primals, tangents):
     from_rate = field_x * t * (1 - 2 * r) / (r * (1 - r) * tau)
     d_x = stretch * d_rho + field_x / tau * d_t + (from_r + from_rate) * d_r - field_x * t / tau**2 * d_tau
     return x, jnp.where(finite, d_x, 0.0)
-
-
-class Affine(eqx.Module):
-    """The stochastic affine map `x -> gain * x + shift + sqrt(variance) * N(0, 1)` of an interval."""
-
-    gain: Array
-    shift: Array
-    variance: Array
-
-    @classmethod
-    def identity(cls, like: Array) -> "Affine":
-        return cls(gain=jnp.ones_like(like), shift=jnp.zeros_like(like), variance=jnp.zeros_like(like))
-
-    def after(self, first: "Affine") -> "Affine":
-        """The map of `first` followed by `self`."""
-        return Affine(
-            gain=self.gain * first.gain,
-            shift=self.gain * first.shift + self.shift,
-            variance=self.gain**2 * first.variance + self.variance,
-        )
-
-    def __call__(self, x: Array, normal: Array | None = None) -> Array:
-        mean = self.gain * x + self.shift
-        return mean if normal is None else mean + safe_sqrt(self.variance) * normal
-
-
-def safe_sqrt(x: Array) -> Array:
-    """`sqrt(x)` for x >= 0 with a zero (not NaN) gradient at x = 0, where an interval has no noise."""
-    positive = x > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
-
-
-def threshold_drive(
-    a_p: Array,
-    a_d: Array,
-    s: Array,
-    *,
-    gamma_p: Array,
-    gamma_d: Array,
-    tau: Array,
-    sigma: Array,
-    top: float | Array = 1.0,
-    leak: float | Array = 0.0,
-    rest: float | Array = 0.0,
-) -> Affine:
-    """Exact map of `tau dx/dt = leak (rest - x) + gamma_p (top - x) H_p - gamma_d x H_d + noise` over `s` ms.
-
-    Calcium decays monotonically inside the interval, so H_p is on for the first `a_p` ms and
-    H_d for the first `a_d` ms (`time_above`); the interval splits into three pieces of
-    constant drive, each solved exactly, noise `sigma sqrt(tau (H_p + H_d)) eta / tau` as an
-    exact Ornstein-Uhlenbeck increment. GB2012 rho: top 1, no leak. Luboeinski & Tetzlaff
-    2021 early weight h (mV): top 10, leak 0.1 towards rest h0.
-    """
-    p_only = a_p > a_d
-    first, last = jnp.minimum(a_p, a_d), jnp.maximum(a_p, a_d)
-    pieces = (
-        (first, gamma_p, gamma_d, 2.0),
-        (last - first, jnp.where(p_only, gamma_p, 0.0), jnp.where(p_only, 0.0, gamma_d), 1.0),
-        (s - last, 0.0, 0.0, 0.0),
-    )
-    affine = Affine.identity(jnp.zeros_like(s + a_p))
-    for length, g_p, g_d, n_active in pieces:
-        rate = (g_p + g_d + leak) / tau
-        # x -> x e^{-rate L} + x_inf (1 - e^{-rate L}), x_inf = (g_p top + leak rest) / (g_p + g_d + leak),
-        # written without the division so that rate 0 is safe.
-        piece = Affine(
-            gain=jnp.exp(-rate * length),
-            shift=(g_p * top + leak * rest) / tau * _phi(rate, length),
-            variance=sigma**2 * n_active / tau * _phi(2 * rate, length),
-        )
-        affine = piece.after(affine)
-    return affine
-
-
-def _phi(rate: Array, length: Array) -> Array:
-    """`(1 - exp(-rate * length)) / rate`, continuous (= length) at rate 0."""
-    safe = jnp.where(rate > 0, rate, 1.0)
-    return jnp.where(rate > 0, -jnp.expm1(-safe * length) / safe, length)

@@ -40,8 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._custom_types import Array, Key
-from ._early_phase import GraupnerBrunel2012
 from ._loop import event_loop
+from ._rule import AbstractRule
 from ._spikes import Spikes
 from ._validation import check_finite, checked, run_time_checks
 
@@ -60,7 +60,7 @@ class EventSolution(eqx.Module):
 
 
 def solve_events(
-    rule: GraupnerBrunel2012,
+    rule: AbstractRule,
     spikes: Spikes,
     rho0: Array,
     *,
@@ -116,7 +116,7 @@ def solve_events(
     return EventSolution(rho=rho, calcium=state, time_p=t_p, time_d=t_d)
 
 
-def _cubic_flow(rule: GraupnerBrunel2012, rho: Array, length: Array, steps: int) -> Array:
+def _cubic_flow(rule: AbstractRule, rho: Array, length: Array, steps: int) -> Array:
     """`steps` classical RK4 steps of the bistable drift over `length` ms.
 
     Each stage's increment is one explicit Euler step of the rule's own drift
@@ -125,7 +125,7 @@ def _cubic_flow(rule: GraupnerBrunel2012, rho: Array, length: Array, steps: int)
     h = length / steps
 
     def increment(x):
-        return rule.cubic(x, h) - x
+        return rule.drift(x, h) - x
 
     def rk4(_, rho):
         k1 = increment(rho)

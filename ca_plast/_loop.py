@@ -39,6 +39,7 @@ def event_loop(
     grid: Int[Array, " n_grid"] | None = None,
     at_grid: Callable[[Carry, CalciumState, Array], Carry] | None = None,
     record: Callable[[Carry, CalciumState], Any] | None = None,
+    D: Array | None = None,
 ) -> tuple[CalciumState, Carry, Any]:
     """Run one protocol (unbatched `spikes`) event by event.
 
@@ -49,12 +50,14 @@ def event_loop(
       points; `at_grid(carry, state, g)` acts at grid point `g` (0, 1, ...), with calcium at
       its left limit.
     - `record(carry, state)`: what to keep at each grid point (after `at_grid`).
+    - `D`: the presynaptic delay (ms), `calcium.D` by default (a calcium model whose fields
+      are arrays over synapses, e.g. with hardware mismatch, passes the shared scalar).
 
     Returns the final calcium state, the final carry and the records stacked over the grid
     points (None without `record`). The body is `jax.checkpoint`ed: reverse mode stores one
     carry per event.
     """
-    intervals, kinds, active = event_sequence(spikes, calcium.D, grid)
+    intervals, kinds, active = event_sequence(spikes, calcium.D if D is None else D, grid)
 
     @jax.checkpoint
     def body(loop, event):

@@ -1,21 +1,25 @@
-"""Time-stepped solver: `jax.lax.scan` over steps of `spikes.unit` ms.
+"""Time-stepped solver: rho stepped on a fixed time grid, calcium exact between spikes.
 
-Each step is exact in everything but the slow cubic drift: spikes act at their true
-offsets inside the step, calcium decays exactly between them, the time above each threshold
-in every sub-interval is found in closed form, and the threshold-driven part of rho is
-solved exactly, its noise as an exact Gaussian increment (`Affine`). The cubic drift is
-added by Strang splitting (its time scale is tau ~ 10^5 ms). Because spike offsets, thresholds and calcium enter smoothly,
-gradients with respect to theta_p, theta_d, tau_ca, C_pre, C_post and D exist.
+rho is updated every `chunk` steps of `spikes.unit` ms (10 ms by default): at each grid point
+the synapses take the exact affine map of the rule's calcium-driven part over the grid
+period (`AbstractRule.drive`, composed from spike to spike by the event loop: spikes act at
+their true times, calcium decays exactly between them, the time above each threshold has a
+closed form), with one Gaussian increment of the exact variance, between two half steps of
+the slow calcium-independent drift (`AbstractRule.drift`; Strang splitting at the grid
+period, against tau ~ 10^5 ms for GB2012). Because spike times, thresholds and calcium enter
+smoothly, gradients with respect to theta_p, theta_d, tau_ca, C_pre, C_post and D exist.
+The cost grows with the number of spikes and grid points, not with the number of steps.
 """
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._affine import Affine
 from ._custom_types import Array, ArrayLike, Float, Key
-from ._early_phase import Affine, GraupnerBrunel2012
 from ._loop import event_loop
-from ._spikes import Spikes, shift, tick_count
+from ._rule import AbstractRule
+from ._spikes import Spikes, tick_count
 from ._validation import check_finite, checked
 
 
@@ -37,70 +41,8 @@ class ScanSolution(eqx.Module):
     rho_trace: Array | None
 
 
-def _pop(tick: Array, offset: Array, mask: Array, ptr: Array, step: Array, size: int, unit: float):
-    """Take the next spike of a sorted train if it falls in `step`; absent spikes sit at the step's end."""
-    i = jnp.minimum(ptr, size - 1)
-    hit = (ptr < size) & mask[i] & (tick[i] == step)
-    return jnp.where(hit, offset[i], unit), hit, ptr + hit
-
-
-def arrival_spikes(spikes: Spikes, D: Array) -> Spikes:
-    """`spikes` (unbatched) with presynaptic times moved to their arrival at the synapse, `D` ms later."""
-    pre_tick, pre_offset = shift(spikes.pre_tick, spikes.pre_offset, D, spikes.unit)
-    return eqx.tree_at(lambda sp: (sp.pre_tick, sp.pre_offset), spikes, (pre_tick, pre_offset))
-
-
-def advance_calcium(rule: GraupnerBrunel2012, arrivals: Spikes, carry: tuple, steps: Array) -> tuple[tuple, Affine]:
-    """Step calcium exactly through the consecutive solver steps `steps` of one protocol.
-
-    `arrivals`: unbatched spikes with presynaptic arrival times (`arrival_spikes`). `carry`:
-    `(calcium state, next pre index, next post index, time above theta_p, time above theta_d)`
-    (times in ms, accumulated). Spikes act at their true offsets inside a step; steps past
-    the protocol's end have zero length. Returns the new carry and the composed exact
-    `Affine` map of rho's threshold drive over the steps (cubic drift left out).
-    """
-    unit = arrivals.unit
-    calcium = rule.calcium
-    n_steps = arrivals.end_tick + (arrivals.end_offset > 0)
-    per_step = arrivals.max_per_tick
-    n_pre, n_post = arrivals.pre_tick.shape[0], arrivals.post_tick.shape[0]
-    unit_ = jnp.asarray(unit, carry[3].dtype)
-
-    def step(carry, k):
-        state, ptr_pre, ptr_post, t_p, t_d, affine = carry
-        offsets, hits, is_pre = [], [], []
-        for _ in range(per_step):
-            off, hit, ptr_pre = _pop(arrivals.pre_tick, arrivals.pre_offset, arrivals.pre_mask, ptr_pre, k, n_pre, unit)
-            offsets.append(off), hits.append(hit), is_pre.append(True)
-        for _ in range(per_step):
-            off, hit, ptr_post = _pop(arrivals.post_tick, arrivals.post_offset, arrivals.post_mask, ptr_post, k, n_post, unit)
-            offsets.append(off), hits.append(hit), is_pre.append(False)
-        offsets = jnp.stack(offsets)
-        order = jnp.argsort(jax.lax.stop_gradient(offsets), stable=True)
-        offsets, hits, is_pre = offsets[order], jnp.stack(hits)[order], jnp.array(is_pre)[order]
-        # Steps past the protocol's end (batch padding) have zero length: nothing changes.
-        length = jnp.where(k < n_steps, unit_, 0.0)
-        previous = jnp.zeros_like(unit_)
-        for j in range(2 * per_step + 1):
-            end = jnp.minimum(offsets[j], length) if j < 2 * per_step else length
-            s = end - previous
-            c0 = calcium.concentration(state)
-            a_p, a_d = rule.times_above(c0, s)
-            t_p, t_d = t_p + a_p, t_d + a_d
-            affine = rule.drive(c0, s).after(affine)
-            state = calcium.decay(state, s)
-            if j < 2 * per_step:
-                state = _apply(hits[j] & is_pre[j], calcium.on_pre(state), state)
-                state = _apply(hits[j] & ~is_pre[j], calcium.on_post(state), state)
-                previous = end
-        return (state, ptr_pre, ptr_post, t_p, t_d, affine), None
-
-    (*carry, affine), _ = jax.lax.scan(step, (*carry, Affine.identity(unit_)), steps)
-    return tuple(carry), affine
-
-
 def solve_scan(
-    rule: GraupnerBrunel2012,
+    rule: AbstractRule,
     spikes: Spikes,
     rho0: ArrayLike,
     *,
@@ -150,7 +92,7 @@ def solve_scan(
         rho, affine, t_p, t_d = carry
         elapsed = (grid[g] - jnp.where(g > 0, grid[g - 1], 0)).astype(unit_.dtype) * unit_
         normal = None if key is None else jax.random.normal(jax.random.fold_in(key, g), rho.shape, rho.dtype)
-        rho = rule.cubic(affine(rule.cubic(rho, elapsed / 2), normal), elapsed / 2)
+        rho = rule.drift(affine(rule.drift(rho, elapsed / 2), normal), elapsed / 2)
         return rho, Affine.identity(zero), t_p, t_d
 
     def record(carry, state):
@@ -165,7 +107,3 @@ def solve_scan(
     c_trace, rho_trace = records
     return ScanSolution(rho=rho, calcium=state, time_p=t_p, time_d=t_d, ts=grid.astype(rho0.dtype) * unit,
                         c=c_trace, rho_trace=rho_trace)
-
-
-def _apply(flag: Array, new, old):
-    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)

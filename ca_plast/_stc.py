@@ -36,9 +36,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._affine import threshold_drive
 from ._calcium import AbstractCalcium, LinearCalcium, time_above
 from ._custom_types import Array, Bool, Float
-from ._early_phase import threshold_drive
 from ._fields import to_array
 from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, Bound, check_fields
 

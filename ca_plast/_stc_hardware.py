@@ -47,9 +47,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._affine import safe_sqrt
 from ._bss2 import BSS2, READ_STREAM, ROUNDING_STREAM, normal_when
 from ._custom_types import Array, Key
-from ._early_phase import safe_sqrt
 from ._fixed_point import FixedPoint
 from ._lif import LeakyIntegrateAndFire
 from ._multiscale import RECORD, STCSolution, check_spare, event_effects, stc_events, stc_solution

@@ -3,9 +3,9 @@
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from ._bss2 import hardware_ratios
 from ._closed_form import closed_form_ratio
 from ._custom_types import Array, Key
 from ._density import DensityGrid, density_ratios
@@ -15,26 +15,11 @@ from ._limits import check_memory, simulation_bytes
 from ._programs import stored_jit
 from ._progress import in_chunks
 from ._protocols import Protocol
+from ._rule import AbstractRule
 from ._scan import solve_scan
 from ._spikes import Spikes, to_spikes, without_ticks
 
 METHODS = ("closed-form", "scan", "events", "density")
-
-
-def population_ratio(rule: GraupnerBrunel2012, rho_from_down: Array, rho_from_up: Array) -> tuple[Array, Array]:
-    """Change ratio and its standard error from simulated synapses (GB2012 readout).
-
-    `rho_from_down` / `rho_from_up`: final rho of synapses that started at 0 / at 1. UP means
-    rho > rho_star. U and D are binomial estimates; the ratio is linear in them, so its
-    standard error follows exactly from theirs.
-    """
-    up = jnp.mean(rho_from_down > rule.rho_star, dtype=rho_from_down.dtype)
-    down = jnp.mean(rho_from_up <= rule.rho_star, dtype=rho_from_up.dtype)
-    var_up = up * (1 - up) / rho_from_down.size
-    var_down = down * (1 - down) / rho_from_up.size
-    norm = rule.beta + (1 - rule.beta) * rule.b
-    sem = jnp.abs(rule.b - 1) / norm * jnp.sqrt((rule.beta**2) * var_up + (1 - rule.beta) ** 2 * var_down)
-    return rule.change_ratio(up, down), sem
 
 
 def _synapses(owner: str, n_synapses) -> int:
@@ -45,22 +30,19 @@ def _synapses(owner: str, n_synapses) -> int:
     return int(n_synapses)
 
 
-def _initial_population(n_synapses: int, dtype) -> Array:
-    return jnp.concatenate([jnp.zeros(n_synapses, dtype), jnp.ones(n_synapses, dtype)])
-
-
-def scan_ratio(rule: GraupnerBrunel2012, spikes: Spikes, n_synapses: int, *, key: Key) -> tuple[Array, Array]:
-    """Change ratio (and standard error) of one protocol from `n_synapses` DOWN and `n_synapses` UP synapses."""
+def scan_ratio(rule: AbstractRule, spikes: Spikes, n_synapses: int, *, key: Key | None) -> tuple[Array, Array]:
+    """Change ratio (and standard error) of one protocol from the rule's population (`initial_population`:
+    GB2012, `n_synapses` DOWN and `n_synapses` UP) simulated by `solve_scan`, read out by `rule.readout`."""
     n_synapses = _synapses("scan_ratio", n_synapses)
-    rho = solve_scan(rule, spikes, _initial_population(n_synapses, spikes.pre_offset.dtype), key=key).rho
-    return population_ratio(rule, rho[:n_synapses], rho[n_synapses:])
+    w = solve_scan(rule, spikes, rule.initial_population(n_synapses, spikes.pre_offset.dtype), key=key).rho
+    return rule.readout(w)
 
 
-def events_ratio(rule: GraupnerBrunel2012, spikes: Spikes, n_synapses: int, *, key: Key) -> tuple[Array, Array]:
+def events_ratio(rule: AbstractRule, spikes: Spikes, n_synapses: int, *, key: Key | None) -> tuple[Array, Array]:
     """As `scan_ratio`, with the event-driven solver (`solve_events`)."""
     n_synapses = _synapses("events_ratio", n_synapses)
-    rho = solve_events(rule, spikes, _initial_population(n_synapses, spikes.pre_offset.dtype), key=key).rho
-    return population_ratio(rule, rho[:n_synapses], rho[n_synapses:])
+    w = solve_events(rule, spikes, rule.initial_population(n_synapses, spikes.pre_offset.dtype), key=key).rho
+    return rule.readout(w)
 
 
 @stored_jit
@@ -135,8 +117,6 @@ def stdp_ratios(
     if key is None:
         raise ValueError(f"method {method!r} simulates noise and needs a key, e.g. key=jax.random.key(0)")
     if hardware is not None:
-        from ._bss2 import hardware_ratios  # _bss2 imports this module
-
         return hardware_ratios(rule, protocols, hardware, n_synapses=int(n_synapses), key=key, step=step,
                                progress=progress)
     keys = _protocol_keys(key, np.arange(len(protocols)))
