@@ -7,7 +7,7 @@ take 121 scan steps (60 pre arrivals, 60 post spikes, the end) where a 0.1 ms gr
 integer tick differences (`event_sequence`), never from accumulated float time.
 
 One interval of `s` ms that starts with calcium `c0` (just after the previous event) is
-integrated as follows (GB2012 rule, see the models page of the documentation):
+integrated as follows (any `AbstractRule`; written here for GB2012, see the models page of the documentation):
 
 1. Pieces of constant drive: calcium decays monotonically, so H(c - theta_p) and
    H(c - theta_d) are on for the first `a_p` and `a_d` ms (`time_above`, exact). The interval
@@ -15,12 +15,14 @@ integrated as follows (GB2012 rule, see the models page of the documentation):
    `max(a_p, a_d)` and the below-threshold tail.
 2. Threshold drive: on each piece the drive is linear in rho and solved exactly
    (`GraupnerBrunel2012.drive`: one affine map with the exact Ornstein-Uhlenbeck variance),
-   with one N(0, 1) draw per synapse and sub-step.
+   with one N(0, 1) draw per synapse and sub-step. The tail takes the rule's drive too (its
+   midpoint, one more draw): GB2012's is the identity there; a rule whose drive acts below
+   its thresholds (`Shouval2002`) needs it.
 3. Cubic drift (time scale tau ~ 10^5 ms): each driven piece is cut into `drive_steps` equal
    sub-steps, and on each the cubic is Strang-split around the exact drive (half a sub-step
    of cubic, the drive, half a sub-step of cubic; adjacent halves merged, each integrated by
-   one classical Runge-Kutta (RK4) step). The tail, where the cubic acts alone, takes
-   `quiet_steps` RK4 steps. Aligning the splitting with the threshold crossings keeps it
+   one classical Runge-Kutta (RK4) step). The tail takes `quiet_steps` RK4 steps, half on
+   each side of its drive (at least one each). Aligning the splitting with the threshold crossings keeps it
    second order: the error per interval is O(h^3 gamma^2 / tau^3) for sub-steps of h ms.
    Against a DOP853 reference (rtol 1e-12) one sub-step gives about 1e-8 per pairing for
    preset DP (tau = 150 s) and 5e-7 with tau = 34 s, falling as 1 / drive_steps^2. The RK4
@@ -97,7 +99,8 @@ def solve_events(
         fraction = jnp.arange(drive_steps, dtype=s.dtype) / drive_steps
         begins = jnp.concatenate([first * fraction, first + (last - first) * fraction])
         lengths = jnp.concatenate([jnp.full((drive_steps,), first), jnp.full((drive_steps,), last - first)]) / drive_steps
-        normals = None if key is None else jax.random.normal(jax.random.fold_in(key, index), (2 * drive_steps, *rho.shape), rho.dtype)
+        normals = None if key is None else jax.random.normal(jax.random.fold_in(key, index),
+                                                             (2 * drive_steps + 1, *rho.shape), rho.dtype)
 
         def sub_step(j, inner):
             rho, done = inner
@@ -108,7 +111,15 @@ def solve_events(
             return rho, begin + h / 2
 
         rho, done = jax.lax.fori_loop(0, 2 * drive_steps, sub_step, (rho, jnp.zeros_like(s)))
-        rho = _cubic_flow(rule, rho, s - done, quiet_steps)
+        # The tail below both thresholds: its drive at its midpoint (GB2012: the identity).
+        middle = (last + s) / 2
+        rho = _cubic_flow(rule, rho, middle - done, max(1, quiet_steps // 2))
+        # The tail starts where calcium fell below the lower threshold: clamped there against
+        # rounding, so that a threshold rule sees no drive in it (not a sliver of 1e-14 ms).
+        c_tail = jnp.minimum(calcium.concentration(calcium.decay(state, last)), jnp.minimum(*rule.thresholds()))
+        tail = rule.drive(c_tail, s - last)
+        rho = tail(rho, None if normals is None else normals[-1])
+        rho = _cubic_flow(rule, rho, s - middle, max(1, quiet_steps - quiet_steps // 2))
         return rho, t_p + a_p, t_d + a_d
 
     zero = jnp.zeros((), rho0.dtype)
@@ -120,7 +131,7 @@ def _cubic_flow(rule: AbstractRule, rho: Array, length: Array, steps: int) -> Ar
     """`steps` classical RK4 steps of the bistable drift over `length` ms.
 
     Each stage's increment is one explicit Euler step of the rule's own drift
-    (`rule.cubic(x, h) - x`), so the drift is defined in one place.
+    (`rule.drift(x, h) - x`), so the drift is defined in one place.
     """
     h = length / steps
 

@@ -92,7 +92,7 @@ CHECKPOINT_KIND = "ca_plast fit checkpoint"
 # Default Adam steps of the closed-form stage by method. Measured on Sjostrom 2001 from DP: 500
 # steps then 20 density iterations score 0.048 (0.051 simulated) against 0.044 (0.049) after
 # 1000, in 57 s instead of 73 s of the whole command.
-CLOSED_FORM_STEPS = {"density": 500, "closed-form": 1000}
+CLOSED_FORM_STEPS = {"density": 500, "closed-form": 1000, "events": 1000}
 # Random streams of a quantisation-aware fit, folded into `jax.random.key(seed)`; the
 # screening of starts splits the key itself.
 _TRAINING_STREAM = 2**31 - 1
@@ -102,7 +102,7 @@ _VALIDATION_STREAM = 2**31 - 2
 class Problem(eqx.Module):
     """What one start minimises: the loss of the rule's prediction of a data set.
 
-    Predictions by `method` ("closed-form" or "density", on `grid`) when `hardware` is None, or the hardware emulation's
+    Predictions by `method` ("closed-form", "density" on `grid`, or "events") when `hardware` is None, or the hardware emulation's
     (`ca_plast.hardware_prediction` with `n_synapses` per initial state and the `key` the
     objective is given). `panel`: each protocol's panel (used where the rule is a `PanelRule`).
     """
@@ -478,8 +478,12 @@ def fit(
         init_name, init = init, ca_plast.gb2012_preset(init)
     else:
         init_name = None
-    if not isinstance(init, GraupnerBrunel2012 | PanelRule):
-        raise ValueError(f"fit: init must be a GraupnerBrunel2012 rule, a PanelRule or a preset name, got {type(init).__name__}")
+    if not isinstance(init, ca_plast.AbstractRule | PanelRule):
+        raise ValueError(f"fit: init must be a rule (ca_plast.AbstractRule), a PanelRule or a preset name, "
+                         f"got {type(init).__name__}")
+    if method in ("density", "closed-form") and not isinstance(init.shared if isinstance(init, PanelRule) else init,
+                                                                 GraupnerBrunel2012):
+        raise ValueError(f"fit: method {method!r} is GB2012's; fit a {type(init).__name__} with method 'events'")
     init = to_float64(init)  # the fit runs in float64 (`_precision`)
     if loss not in LOSSES:
         raise ValueError(f"fit: unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
@@ -517,7 +521,8 @@ def fit(
     n_spikes = max(p.n_spikes for p in dataset.protocols)
     check_memory(simulation_bytes("closed-form", n_starts * dataset.n_points, n_spikes, 0),
                  f"fit ({n_starts} starts on {dataset.n_points} protocols of up to {n_spikes} spikes)", "use fewer n_starts")
-    problem = Problem.of(dataset, free_parameters, loss)
+    # The Adam stage's prediction: the closed form for GB2012 (the density stage finishes a density fit).
+    problem = Problem.of(dataset, free_parameters, loss, "events" if method == "events" else "closed-form")
     optimizer = _optimizer(learning_rate, halving_steps, 0.01)
     u0, static = free_parameters.split(init)
     settings = {

@@ -14,23 +14,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ca_plast import DensityGrid, GraupnerBrunel2012, Spikes, closed_form_ratio, density_ratio, density_ratios
+from ca_plast import (
+    AbstractRule,
+    DensityGrid,
+    GraupnerBrunel2012,
+    Spikes,
+    closed_form_ratio,
+    density_ratio,
+    density_ratios,
+    solve_events,
+)
 from ca_plast._custom_types import Array, Float
 from ca_plast._spikes import without_ticks
 
 from ._panels import PanelRule
 
-METHODS = ("density", "closed-form")
+METHODS = ("density", "closed-form", "events")
 
 
-def predict(rule: GraupnerBrunel2012 | PanelRule, spikes: Spikes, method: str = "closed-form",
+def predict(rule: AbstractRule | PanelRule, spikes: Spikes, method: str = "closed-form",
             grid: DensityGrid = DensityGrid(), panel: Sequence[str] | None = None) -> Float[Array, " n"]:
     """Change ratio (after / before) of every protocol of a batched `Spikes` (jit-compiled, differentiable).
 
     `method`: "density" (the model's own expectation over its noise, `ca_plast.solve_density`
-    on `grid`) or "closed-form" (GB2012's analytic approximation: drive averaged over the
+    on `grid`), "closed-form" (GB2012's analytic approximation: drive averaged over the
     protocol, bistable drift neglected; close to the model only when the protocol is much
-    shorter than `tau` and each pairing moves rho little). `panel`: each protocol's panel,
+    shorter than `tau` and each pairing moves rho little) or "events" (any rule,
+    `ca_plast.AbstractRule`: the event solver with noise off on one synapse per initial
+    state of `rule.initial_population`, read out by `rule.readout`; the model's own
+    prediction for a rule without noise, not for GB2012 with sigma > 0). `panel`: each protocol's panel,
     needed (and only used) when `rule` is a `fitting.PanelRule`: each protocol is then
     solved with its panel's rule, in the same one program.
     Under hardware emulation: `ca_plast.hardware_prediction` (smooth, for fitting) and
@@ -47,7 +59,7 @@ def checked_prediction(rule: GraupnerBrunel2012 | PanelRule, spikes: Spikes, met
                        grid: DensityGrid = DensityGrid(), panel: Sequence[str] | None = None) -> np.ndarray:
     """The change ratio of every protocol by `method`, as a fit reports it: "density" through
     `ca_plast.density_ratios` (checked: the grid widens or refines where mass would leave it or
-    the noise is too narrow for it), "closed-form" through `predict`. `panel` as for `predict`."""
+    the noise is too narrow for it), the others through `predict`. `panel` as for `predict`."""
     if method == "density":
         return density_prediction(rule, spikes, grid, panel)[0]
     return np.asarray(predict(rule, spikes, method, panel=panel))
@@ -75,7 +87,15 @@ def _predict(rule: GraupnerBrunel2012, spikes: Spikes, method: str, grid: Densit
              ) -> Float[Array, " n"]:
     if method == "density":
         return jax.vmap(density_ratio, in_axes=(rule_axis, 0, None))(rule, spikes, grid)
+    if method == "events":
+        return jax.vmap(deterministic_ratio, in_axes=(rule_axis, 0))(rule, spikes)
     return jax.vmap(closed_form_ratio, in_axes=(rule_axis, 0))(rule, spikes)
+
+
+def deterministic_ratio(rule: AbstractRule, spikes: Spikes) -> Array:
+    """Change ratio of one protocol by the event solver with noise off, one synapse per initial state."""
+    w = solve_events(rule, spikes, rule.initial_population(1, spikes.pre_offset.dtype), key=None).rho
+    return rule.readout(w)[0]
 
 
 def z_scores(model: Array, data: Array, sem: Array) -> Array:
