@@ -78,6 +78,7 @@ from ._protocols import (
 from ._rounding import stochastic_round as stochastic_round, straight_through as straight_through
 from ._rule import AbstractRule as AbstractRule
 from ._scan import ScanSolution as ScanSolution, solve_scan as solve_scan
+from ._shouval2002 import Shouval2002 as Shouval2002
 from ._spikes import Spikes as Spikes, event_sequence as event_sequence, to_spikes as to_spikes
 from ._stc import (
     OUTCOMES as OUTCOMES,
