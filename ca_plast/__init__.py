@@ -106,6 +106,7 @@ from ._stdp import (
     scan_ratio as scan_ratio,
     stdp_ratios as stdp_ratios,
 )
+from ._validation import Bound as Bound, check_fields as check_fields
 
 __version__ = "0.1.0"
 
