@@ -351,7 +351,10 @@ def solve_hardware(
         """Every configuration's update at the end of period k (float: the exact map of the period)."""
         rhos, ((a_p, a_d), integrals, affine), totals = carry
         elapsed = (grid[k] - jnp.where(k > 0, grid[k - 1], 0)).astype(dtype) * unit_
-        normal = normal_when(jnp.any(a_p + a_d > 0), jax.random.fold_in(key, k), rho_flat.shape, dtype)
+        # The rule's noise needs numbers where calcium crossed a threshold, or everywhere once the
+        # reads are noisy (an empty integrator then reads a positive time).
+        active = jnp.any(a_p + a_d > 0) | read_noise
+        normal = normal_when(active, jax.random.fold_in(key, k), rho_flat.shape, dtype)
         uniform = counter_uniform(round_seeds, k, dtype) if random_rounding else None
         noise = jax.random.normal(jax.random.fold_in(read_key, k), (n_rates, *rho_flat.shape), dtype) if read_noise else None
         c = calcium.concentration(state)
@@ -364,7 +367,9 @@ def solve_hardware(
             delta = rule.increment(rho + config.offset, read, elapsed, normal)
             new.append(config.state.accumulate(rho, delta, config.rounding, uniform=uniform,
                                                random_bits=config.random_bits))
-        return tuple(new), empty(), totals
+        # Periods past the protocol's end (padding of a batch) have no length: nothing happens in them.
+        new = tuple(jnp.where(elapsed > 0, a, b) for a, b in zip(new, rhos))
+        return new, empty(), totals
 
     def record(carry, state):
         return calcium.concentration(state), carry[0]

@@ -81,6 +81,7 @@ from ._affine import Affine
 from ._custom_types import Array, Float
 from ._early_phase import GraupnerBrunel2012
 from ._events import check_spikes
+from ._loop import tree_where
 from ._spikes import END, POST, PRE, Spikes, event_sequence, without_ticks
 from ._validation import checked
 
@@ -220,12 +221,12 @@ def solve_density(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = 
                 else:  # K == 1: the slot's drives become one step (module docstring, item 6)
                     first = jnp.where(driven & ~seen, t, first)
                     inside = inside + jnp.where(driven & seen, t, 0.0)
-                    merged = _where(driven, affine.after(merged), merged)
+                    merged = tree_where(driven, affine.after(merged), merged)
                     seen = seen | driven
             pending = pending + jnp.where(driven, s - length, s)
             state = calcium.decay(state, s)
-            state = _where(act & (kind == PRE), calcium.on_pre(state), state)
-            state = _where(act & (kind == POST), calcium.on_post(state), state)
+            state = tree_where(act & (kind == PRE), calcium.on_pre(state), state)
+            state = tree_where(act & (kind == POST), calcium.on_post(state), state)
             t_p, t_d = t_p + a_p, t_d + a_d
         if E > 1:
             steps.append((seen, first + inside / 2, merged))
@@ -435,6 +436,3 @@ def _slots(intervals: Array, kinds: Array, active: Array, per_slot: int) -> tupl
     begin = per_slot - 1 - jnp.argmin(jnp.stack(inside))
     return tuple(jax.lax.dynamic_slice_in_dim(x, begin, length).reshape(slots, per_slot) for x in padded)
 
-
-def _where(flag: Array, new, old):
-    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)

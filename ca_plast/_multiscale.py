@@ -36,6 +36,7 @@ from ._bss2 import BSS2
 from ._custom_types import Array, Bool, Float, Int, Key
 from ._lif import LeakyIntegrateAndFire
 from ._limits import check_memory, stc_bytes
+from ._loop import tree_where
 from ._progress import in_chunks
 from ._protocols import Protocol
 from ._spikes import Spikes, interval, shift, tick_count, to_spikes
@@ -122,9 +123,6 @@ def _layout(spikes: Spikes, synapses: bool, name: str):
     return spikes.pre_tick.shape[0], pre, post, spikes.end_tick[0], spikes.end_offset[0]
 
 
-def _apply(flag: Array, new, old):
-    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
-
 
 def check_spare(name: str, max_post_spikes: int) -> None:
     if int(max_post_spikes) != max_post_spikes or max_post_spikes < 0:
@@ -166,12 +164,12 @@ def event_effects(calcium, neuron, state, lif, n_post, w, segment, fire, reached
     and the updated count of postsynaptic spikes.
     """
     post = fire | (reached & act & (kind == POST))
-    state = _apply(post, calcium.on_post(state), state)
-    state = _apply(reached & act & (kind == CALCIUM) & mine, calcium.on_pre(state), state)
+    state = tree_where(post, calcium.on_post(state), state)
+    state = tree_where(reached & act & (kind == CALCIUM) & mine, calcium.on_pre(state), state)
     if neuron is not None:
         lif = neuron.propagate(lif, segment)
-        lif = _apply(reached & act & (kind == CURRENT), neuron.on_input(lif, w), lif)
-        lif = _apply(post, neuron.on_spike(lif), lif)
+        lif = tree_where(reached & act & (kind == CURRENT), neuron.on_input(lif, w), lif)
+        lif = tree_where(post, neuron.on_spike(lif), lif)
     return state, lif, n_post + post
 
 
@@ -312,7 +310,7 @@ def solve_stc_fine(
 
     def repeat(n, apply, state):
         for j in range(bound):
-            state = _apply(n > j, apply(state), state)
+            state = tree_where(n > j, apply(state), state)
         return state
 
     def step(carry, x):
@@ -340,13 +338,13 @@ def solve_stc_fine(
                 lif = repeat(n_cur, lambda v: neuron.on_input(v, w), lif)
             else:
                 lif = neuron.on_input(lif, jnp.sum(n_cur * w))
-            lif = _apply(n_given > 0, neuron.on_spike(lif), lif)
+            lif = tree_where(n_given > 0, neuron.on_spike(lif), lif)
             lif = neuron.propagate(lif, dt_)
             fired = (lif.V >= neuron.V_th).astype(jnp.int32)
-            lif = _apply(fired > 0, neuron.on_spike(lif), lif)
+            lif = tree_where(fired > 0, neuron.on_spike(lif), lif)
         new = (state, syn, lif, fired, stats, n_post + n_given + fired)
         # Steps past the protocol's end (the last block's tail) change nothing.
-        return _apply(k < n_steps, new, carry), None
+        return tree_where(k < n_steps, new, carry), None
 
     def tile(carry, x):
         # Tiles of a few steps keep every buffer the inner loop touches tiny (XLA's CPU

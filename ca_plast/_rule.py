@@ -72,7 +72,9 @@ class AbstractRule(eqx.Module):
     def increment(self, w: Array, integrals: tuple[Array, ...], elapsed: Array, normal: Array | None) -> Array:
         """One explicit step of `w` over `elapsed` ms given the time integrals of `rates` over it (the PPU's update).
 
-        `normal`: standard normal numbers for the rule's noise (None: noise off).
+        `normal`: standard normal numbers for the rule's noise (None: noise off). The emulation
+        draws them only in periods where calcium crossed one of the rule's `thresholds` (or
+        when its reads are noisy), zeros elsewhere: a rule's noise acts above its thresholds.
         """
 
     @property
@@ -87,8 +89,10 @@ class AbstractRule(eqx.Module):
         smoothly on the scale of s / 16 (override with the exact integral where there is one).
         """
         nodes, weights = _gauss_legendre()
-        t = s * (nodes + 1) / 2
-        c = c0 * jnp.exp(-t[(...,) + (None,) * jnp.ndim(c0)] / self.calcium.tau_ca)
+        c0, s = jnp.broadcast_arrays(jnp.asarray(c0), jnp.asarray(s))
+        shape = (-1,) + (1,) * c0.ndim  # nodes along a new leading axis
+        t = s[None] * (nodes.reshape(shape) + 1) / 2
+        c = c0[None] * jnp.exp(-t / jnp.broadcast_to(self.calcium.tau_ca, c0.shape)[None])
         return tuple(s / 2 * jnp.tensordot(weights, r, axes=1) for r in self.rates(c))
 
     def times_above(self, c0: Array, s: Array) -> tuple[Array, Array]:

@@ -81,14 +81,15 @@ class Shouval2002(AbstractRule):
 
     def _pieces(self, c0: Array, s: Array) -> tuple[Array, Array]:
         """Lengths (ms) and midpoint calcium of the pieces of `s` ms of decay from `c0`, in order (leading axis)."""
-        tau_ca = self.calcium.tau_ca
-        top = jnp.maximum(c0, self.c_floor)
-        fractions = jnp.linspace(0.0, 1.0, self.n_pieces + 1)[(...,) + (None,) * jnp.ndim(top)]
+        # Pieces along a new leading axis; c0 and tau_ca may be arrays over synapses (hardware mismatch).
+        c0, s = jnp.broadcast_arrays(jnp.asarray(c0), jnp.asarray(s))
+        tau_ca = jnp.broadcast_to(self.calcium.tau_ca, c0.shape)[None]
+        top = jnp.maximum(c0, self.c_floor)[None]
+        fractions = jnp.linspace(0.0, 1.0, self.n_pieces + 1).reshape((-1,) + (1,) * c0.ndim)
         edges = top + (self.c_floor - top) * fractions  # equal drops of calcium from c0 down to c_floor
-        times = jnp.where(c0 > self.c_floor, jnp.minimum(tau_ca * jnp.log(top / edges), s), 0.0)
-        end = jnp.broadcast_to(s, times.shape[1:])[None]  # then the tail, to the end of the interval
-        times = jnp.concatenate([times, end])
-        middles = jnp.maximum(c0, 0.0) * jnp.exp(-(times[:-1] + times[1:]) / (2 * tau_ca))
+        times = jnp.where(c0[None] > self.c_floor, jnp.minimum(tau_ca * jnp.log(top / edges), s[None]), 0.0)
+        times = jnp.concatenate([times, s[None]])  # then the tail, to the end of the interval
+        middles = jnp.maximum(c0, 0.0)[None] * jnp.exp(-(times[:-1] + times[1:]) / (2 * tau_ca))
         return jnp.diff(times, axis=0), middles
 
     def drive(self, c0: Array, s: Array) -> Affine:

@@ -248,37 +248,8 @@ def test_gradients_match_finite_differences(noise):
         assert abs(grad[i] - fd) < 1e-4 * abs(fd), name
 
 
-def test_jit_equals_eager_and_same_key_same_result(getkey):
-    rule = cp.gb2012_preset("DP")
-    spikes = cp.to_spikes(cp.pairs(10.0, n=3))
-    key = getkey()
-    eager = cp.solve_events(rule, spikes, RHO0, key=key)
-    jitted = solve(rule, spikes, RHO0, key=key)
-    assert tree_allclose(eager, jitted, rtol=1e-12, atol=1e-14)
-    assert tree_allclose(jitted, solve(rule, spikes, RHO0, key=key), rtol=0, atol=0)
-    other = solve(rule, spikes, RHO0, key=getkey())
-    assert np.abs(np.asarray(other.rho - jitted.rho)).max() > 1e-3
 
 
-def test_vmap_equals_loop(getkey):
-    """Over protocols of different lengths (padded), parameter sets and keys."""
-    rule = cp.gb2012_preset("DP")
-    protocols = [cp.pairs(10.0, n=3), cp.burst(-10.0, n=5, freq=5.0), cp.triplet("pre-post-pre", 5.0, -5.0, n=2)]
-    spikes = cp.to_spikes(protocols)
-    keys = jax.random.split(getkey(), len(protocols))
-    batched = solve_batch(rule, spikes, RHO0, keys)
-    for i in range(len(protocols)):
-        np.testing.assert_allclose(batched[i], solve(rule, _unbatch(spikes, i), RHO0, key=keys[i]).rho, rtol=1e-12, atol=1e-14)
-    # Padding changes nothing: the first protocol alone (3 pre, 3 post spikes) equals its padded row.
-    alone = solve(rule, cp.to_spikes(protocols[0]), RHO0, key=keys[0]).rho
-    np.testing.assert_allclose(batched[0], alone, rtol=1e-12, atol=1e-14)
-
-    thetas = jnp.array([1.2, 1.3, 1.6])
-    with_theta = lambda th: eqx.tree_at(lambda r: r.theta_p, rule, th)  # noqa: E731
-    one = _unbatch(spikes, 1)
-    over_params = jax.vmap(lambda th, k: solve(with_theta(th), one, RHO0, key=k).rho)(thetas, keys)
-    for i, th in enumerate(thetas):
-        np.testing.assert_allclose(over_params[i], solve(with_theta(th), one, RHO0, key=keys[i]).rho, rtol=1e-12, atol=1e-14)
 
 
 def test_rho0_of_any_shape_shares_calcium(getkey):

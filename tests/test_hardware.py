@@ -223,50 +223,10 @@ def test_precision_map_full_range(dp, getkey):
     assert deviation[0] < 0.05
 
 
-def test_same_key_same_result_and_jit_equals_eager(dp, getkey):
-    spikes = cp.to_spikes(cp.pairs(10.0, 5, 5.0), unit=0.1)
-    rho0 = jnp.concatenate([jnp.zeros(16), jnp.ones(16)])
-    config = cp.BSS2(period=1.0, mismatch_tau_ca=0.1, mismatch_amplitude=0.1, read_noise=0.5)
-    key = getkey()
-    solve = eqx.filter_jit(cp.solve_hardware)
-    eager = cp.solve_hardware(dp, spikes, rho0, hardware=config, key=key)
-    jitted = solve(dp, spikes, rho0, hardware=config, key=key)
-    again = solve(dp, spikes, rho0, hardware=config, key=key)
-    other = solve(dp, spikes, rho0, hardware=config, key=getkey())
-    assert np.array_equal(jitted.rho, again.rho)
-    assert np.array_equal(eager.rho, jitted.rho)
-    assert not np.array_equal(eager.rho, other.rho)
-    assert np.all(np.asarray(eager.rho) / Q8.step == np.round(np.asarray(eager.rho) / Q8.step))  # on the grid
 
 
-@pytest.mark.parametrize("mismatch", [0.0, 0.1])
-def test_quiet_chunks_take_the_same_updates(dp, getkey, mismatch):
-    """Chunks without spikes and with calcium below threshold skip the calcium machinery, not the updates."""
-    spikes = cp.to_spikes(cp.pairs(10.0, 5, 0.5), unit=10.0)  # a pair every 2 s
-    rho0 = jnp.linspace(0.0, 1.0, 64)
-    configs = (cp.BSS2(state=None, mismatch_tau_ca=mismatch), cp.BSS2(mismatch_tau_ca=mismatch))
-    key = getkey()
-    solve = eqx.filter_jit(cp.solve_hardware)
-    busy = solve(dp, spikes, rho0, hardware=configs, key=key, chunk=400)  # a spike in every 4 s chunk
-    mostly_quiet = solve(dp, spikes, rho0, hardware=configs, key=key, chunk=10)  # 0.1 s chunks
-    np.testing.assert_allclose(mostly_quiet[0].rho, busy[0].rho, rtol=0, atol=1e-12)
-    # 8 bit: the same random numbers; calcium decayed per period instead of per step may move a
-    # value by an ulp and, very rarely, a rounding decision by one step.
-    differ = np.abs(np.asarray(mostly_quiet[1].rho - busy[1].rho))
-    assert np.all(differ <= Q8.step + 1e-12) and np.mean(differ > 0) <= 1 / 64
 
 
-def test_vmap_equals_loop(dp, getkey):
-    protocols = [cp.pairs(dt, 4, 5.0) for dt in (-20.0, 10.0)]
-    spikes = cp.to_spikes(protocols, unit=0.5)
-    keys = jax.random.split(getkey(), 2)
-    rho0 = jnp.linspace(0.0, 1.0, 8)
-    config = cp.BSS2(period=1.0)
-    batched = jax.vmap(lambda s, k: cp.solve_hardware(dp, s, rho0, hardware=config, key=k).rho)(spikes, keys)
-    solve = eqx.filter_jit(cp.solve_hardware)
-    for i, protocol in enumerate(protocols):
-        single = solve(dp, cp.to_spikes(protocol, unit=0.5), rho0, hardware=config, key=keys[i]).rho
-        assert np.array_equal(batched[i], single)
 
 
 def test_mismatch_is_a_fixed_chip_property(dp):

@@ -58,6 +58,18 @@ def test_drive_matches_an_ode_reference(c0, s):
         assert float(RULE.drive(jnp.asarray(c0), jnp.asarray(s))(jnp.asarray(w0))) == pytest.approx(reference, abs=2e-6)
 
 
+def test_default_quadrature_of_the_rates():
+    """`AbstractRule.integrals` (16-point Gauss-Legendre, for rules without exact integrals) against scipy's quad."""
+    from scipy.integrate import quad
+
+    c0, s = 0.3, 40.0  # calcium 0.3 -> 0.13 uM: eta and Omega smooth there
+    eta, eta_omega = cp.AbstractRule.integrals(RULE, jnp.asarray(c0), jnp.asarray(s))
+    c = lambda t: c0 * np.exp(-t / TAU_CA)  # noqa: E731
+    assert float(eta) == pytest.approx(quad(lambda t: _eta(c(t)), 0, s, epsabs=0, epsrel=1e-13)[0], rel=1e-10)
+    assert float(eta_omega) == pytest.approx(quad(lambda t: _eta(c(t)) * _omega(c(t)), 0, s, epsabs=0, epsrel=1e-13)[0],
+                                             rel=1e-10)
+
+
 def test_rate_dependence_ltd_then_ltp():
     """100 presynaptic spikes: no change at 1 Hz, depression at 20 Hz, potentiation at 100 Hz (the rule's BCM shape)."""
     def ratio(freq):
