@@ -5,6 +5,7 @@
     python3 dev.py test    # the test suite (what CI runs)
     python3 dev.py docs    # the documentation site, built strictly (warnings are errors) into site/
     python3 dev.py lint    # ruff (configured in pyproject.toml)
+    python3 dev.py types   # pyright on ca_plast/ and fitting/ (configured in pyproject.toml)
 
 Each command creates `.venv/` on first use and installs the package (editable) with its
 test and documentation dependencies into it; later runs reuse it. Extra arguments are passed through (the
@@ -49,6 +50,7 @@ def main(argv: list[str]) -> int:
         "test": [str(BIN / "python"), "-m", "pytest", "-q", "-n", "auto"],
         "docs": [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(ROOT / "site")],
         "lint": [str(BIN / "ruff"), "check", "ca_plast", "fitting", "tests", "benchmarks", "notebooks", "dev.py"],
+        "types": [str(BIN / "pyright")],
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python3 dev.py {{{'|'.join(commands)}}} [extra arguments]", file=sys.stderr)

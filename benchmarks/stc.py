@@ -45,7 +45,7 @@ def worker(config: dict) -> dict:
     import numpy as np
 
     import ca_plast as cp
-    from ca_plast._multiscale import _batched
+    from ca_plast._stc_simulate import _batched
 
     rule = cp.luboeinski_tetzlaff2021()
     neuron = cp.LeakyIntegrateAndFire() if config["neuron"] else None

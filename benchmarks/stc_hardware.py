@@ -53,7 +53,7 @@ def main() -> None:
     import numpy as np
 
     import ca_plast as cp
-    from ca_plast._multiscale import _batched
+    from ca_plast._stc_simulate import _batched
 
     rule = cp.luboeinski_tetzlaff2021()
     h0 = float(rule.h0)

@@ -6,16 +6,6 @@ from . import _signals
 
 _signals.guard_console_start()  # before JAX is imported: Ctrl-C in the command line's start-up exits cleanly
 
-from ._affine import Affine as Affine, threshold_drive as threshold_drive
-from ._bss2 import (
-    BSS2 as BSS2,
-    grid_population_ratio as grid_population_ratio,
-    hardware_populations as hardware_populations,
-    hardware_prediction as hardware_prediction,
-    hardware_ratios as hardware_ratios,
-    solve_hardware as solve_hardware,
-    tie_shift as tie_shift,
-)
 from ._calcium import (
     AbstractCalcium as AbstractCalcium,
     CoincidenceCalcium as CoincidenceCalcium,
@@ -23,28 +13,6 @@ from ._calcium import (
     NonlinearCalcium as NonlinearCalcium,
     time_above as time_above,
 )
-from ._closed_form import (
-    closed_form_ratio as closed_form_ratio,
-    duration as duration,
-    time_above_thresholds as time_above_thresholds,
-    transition_probabilities as transition_probabilities,
-)
-from ._density import (
-    MAX_LAG as MAX_LAG,
-    DensityGrid as DensityGrid,
-    DensitySolution as DensitySolution,
-    check_density as check_density,
-    density_ratio as density_ratio,
-    density_ratios as density_ratios,
-    solve_density as solve_density,
-)
-from ._early_phase import (
-    GraupnerBrunel2012 as GraupnerBrunel2012,
-    bistable_flow as bistable_flow,
-    population_ratio as population_ratio,
-)
-from ._events import EventSolution as EventSolution, solve_events as solve_events
-from ._fixed_point import FixedPoint as FixedPoint
 from ._grid import (
     closed_form_grid as closed_form_grid,
     device_mesh as device_mesh,
@@ -53,17 +21,6 @@ from ._grid import (
     stack as stack,
 )
 from ._lif import LeakyIntegrateAndFire as LeakyIntegrateAndFire, LIFState as LIFState
-from ._multiscale import (
-    STCSolution as STCSolution,
-    simulate_stc as simulate_stc,
-    solve_stc as solve_stc,
-    solve_stc_fine as solve_stc_fine,
-)
-from ._presets import (
-    GB2012_PRESETS as GB2012_PRESETS,
-    gb2012_preset as gb2012_preset,
-    preset_source as preset_source,
-)
 from ._protocols import (
     Protocol as Protocol,
     burst as burst,
@@ -75,31 +32,14 @@ from ._protocols import (
     trains as trains,
     triplet as triplet,
 )
-from ._rounding import stochastic_round as stochastic_round, straight_through as straight_through
-from ._rule import AbstractRule as AbstractRule
-from ._scan import ScanSolution as ScanSolution, solve_scan as solve_scan
-from ._shouval2002 import Shouval2002 as Shouval2002
 from ._spikes import Spikes as Spikes, event_sequence as event_sequence, to_spikes as to_spikes
-from ._stc import (
-    OUTCOMES as OUTCOMES,
-    LuboeinskiTetzlaff2021 as LuboeinskiTetzlaff2021,
-    STCState as STCState,
-    STCStats as STCStats,
-    classify_outcome as classify_outcome,
-    luboeinski_tetzlaff2021 as luboeinski_tetzlaff2021,
-)
-from ._stc_hardware import (
-    BSS2_STC as BSS2_STC,
-    solve_stc_hardware as solve_stc_hardware,
-    stc_ppu_increment as stc_ppu_increment,
-    stc_weight_codes as stc_weight_codes,
-)
 from ._stc_protocols import (
     MS_PER_HOUR as MS_PER_HOUR,
     STC_PROTOCOLS as STC_PROTOCOLS,
     stc_protocol as stc_protocol,
     stc_protocols as stc_protocols,
 )
+from ._stc_simulate import simulate_stc as simulate_stc
 from ._stdp import (
     METHODS as METHODS,
     events_ratio as events_ratio,
@@ -107,6 +47,60 @@ from ._stdp import (
     stdp_ratios as stdp_ratios,
 )
 from ._validation import Bound as Bound, check_fields as check_fields
+from .hardware import (
+    BSS2 as BSS2,
+    BSS2_STC as BSS2_STC,
+    FixedPoint as FixedPoint,
+    grid_population_ratio as grid_population_ratio,
+    hardware_populations as hardware_populations,
+    hardware_prediction as hardware_prediction,
+    hardware_ratios as hardware_ratios,
+    solve_hardware as solve_hardware,
+    solve_stc_hardware as solve_stc_hardware,
+    stc_ppu_increment as stc_ppu_increment,
+    stc_weight_codes as stc_weight_codes,
+    stochastic_round as stochastic_round,
+    straight_through as straight_through,
+    tie_shift as tie_shift,
+)
+from .rules import (
+    GB2012_PRESETS as GB2012_PRESETS,
+    OUTCOMES as OUTCOMES,
+    AbstractRule as AbstractRule,
+    Affine as Affine,
+    GraupnerBrunel2012 as GraupnerBrunel2012,
+    LuboeinskiTetzlaff2021 as LuboeinskiTetzlaff2021,
+    Shouval2002 as Shouval2002,
+    STCState as STCState,
+    STCStats as STCStats,
+    bistable_flow as bistable_flow,
+    classify_outcome as classify_outcome,
+    gb2012_preset as gb2012_preset,
+    luboeinski_tetzlaff2021 as luboeinski_tetzlaff2021,
+    population_ratio as population_ratio,
+    preset_source as preset_source,
+    threshold_drive as threshold_drive,
+)
+from .solvers import (
+    MAX_LAG as MAX_LAG,
+    DensityGrid as DensityGrid,
+    DensitySolution as DensitySolution,
+    EventSolution as EventSolution,
+    ScanSolution as ScanSolution,
+    STCSolution as STCSolution,
+    check_density as check_density,
+    closed_form_ratio as closed_form_ratio,
+    density_ratio as density_ratio,
+    density_ratios as density_ratios,
+    duration as duration,
+    solve_density as solve_density,
+    solve_events as solve_events,
+    solve_scan as solve_scan,
+    solve_stc as solve_stc,
+    solve_stc_fine as solve_stc_fine,
+    time_above_thresholds as time_above_thresholds,
+    transition_probabilities as transition_probabilities,
+)
 
 __version__ = "0.1.0"
 

@@ -83,14 +83,14 @@ def memory(n_bytes: float, what: str, change: str) -> None:
         raise UsageError(str(error)) from None
 
 
-def write_outputs(interrupts: Interrupts, command: str, outputs: list[tuple[Target, bytes | None]]) -> None:
-    """Write each `(target, content)` (a None content is skipped). Ctrl-C meanwhile ends the
+def write_outputs(interrupts: Interrupts, command: str, outputs: list[tuple[Target | None, bytes | None]]) -> None:
+    """Write each `(target, content)` (a None target or content is skipped). Ctrl-C meanwhile ends the
     process with one line naming what was written (the file being written keeps its old content)."""
     written = []
     try:
         with interrupts.raising():
             for target, content in outputs:
-                if content is not None:
+                if target is not None and content is not None:
                     write_output(target, content)
                     written.append("standard output" if target.kind == "stdout" else target.given)
     except KeyboardInterrupt:

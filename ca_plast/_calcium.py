@@ -10,21 +10,22 @@ import abc
 from typing import ClassVar
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 
-from ._custom_types import Array, CalciumState
+from ._custom_types import Array, ArrayLike, CalciumState
 from ._fields import to_array
 from ._validation import NONNEGATIVE, NONNEGATIVE_MS, POSITIVE, POSITIVE_MS, Bound, check_fields
 
 
-def time_above(c0: Array, theta: Array, tau_ca: Array, s: Array) -> Array:
+def time_above(c0: ArrayLike, theta: ArrayLike, tau_ca: ArrayLike, s: ArrayLike) -> Array:
     """Time (ms) within [0, s] that `c0 exp(-t / tau_ca)` spends at or above `theta`.
 
     Equal to `min(tau_ca ln(c0 / theta), s)` when `c0 > theta` and 0 otherwise; smooth in
     `c0`, `theta` and `tau_ca` wherever the crossing lies strictly inside the interval,
     which is what makes gradients with respect to the thresholds exist (GB2012).
     """
-    ratio = c0 / theta
+    ratio = jnp.asarray(c0) / theta
     above = ratio > 1
     crossing = tau_ca * jnp.log(jnp.where(above, ratio, 1.0))
     return jnp.where(above, jnp.minimum(crossing, s), 0.0)
@@ -40,6 +41,7 @@ class AbstractCalcium(eqx.Module):
 
     `init` gives the resting state; `decay` advances it by `s` ms without spikes;
     `on_pre` / `on_post` apply one spike; `concentration` reads the total calcium c.
+    The state may be an array or a tuple of arrays; `rest` gives one per synapse.
     """
 
     tau_ca: eqx.AbstractVar[Array]
@@ -64,6 +66,10 @@ class AbstractCalcium(eqx.Module):
     @abc.abstractmethod
     def concentration(self, state: CalciumState) -> Array:
         ...
+
+    def rest(self, shape: tuple[int, ...]) -> CalciumState:
+        """The resting state of synapses of `shape` (each part of `init()` broadcast to it)."""
+        return jax.tree.map(lambda part: jnp.broadcast_to(part, shape), self.init())
 
 
 class LinearCalcium(AbstractCalcium):

@@ -65,8 +65,8 @@ examples:
 
 
 def _stdp_arguments(parser: argparse.ArgumentParser) -> None:
-    from ._presets import GB2012_PRESETS
     from ._stdp import METHODS
+    from .rules._presets import GB2012_PRESETS
 
     parser.add_argument("--preset", required=True, metavar="NAME",
                         help=f"GB2012 parameter set: {', '.join(GB2012_PRESETS)}")
@@ -89,8 +89,8 @@ def _stdp_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_stdp(args, interrupts: Interrupts) -> int:
-    from . import _presets
     from ._stdp import METHODS
+    from .rules import _presets
 
     if args.preset not in _presets.GB2012_PRESETS:
         raise UsageError(f"unknown preset {args.preset!r}; valid presets: {', '.join(_presets.GB2012_PRESETS)}")
@@ -121,10 +121,10 @@ def _run_stdp(args, interrupts: Interrupts) -> int:
     csv = output("-" if args.csv is None else args.csv, "--csv")
     plot = output(args.plot, "--plot", plot=True)
 
-    from ._bss2 import BSS2
     from ._programs import seed_key
     from ._protocols import pairs
     from ._stdp import stdp_ratios
+    from .hardware._bss2 import BSS2
 
     hardware = BSS2() if args.hardware == "bss2" else None
     rule = _presets.gb2012_preset(args.preset)
@@ -135,7 +135,7 @@ def _run_stdp(args, interrupts: Interrupts) -> int:
     )
     if hardware is not None:
         chip_s = hardware.hardware_time(sum(p.duration for p in protocols)) / 1000
-        print(f"bss2: {hardware.state.total_bits}-bit {hardware.rounding} rounding, update every {hardware.period:g} ms; "
+        print(f"bss2: {hardware.precision} {hardware.rounding} rounding, update every {hardware.period:g} ms; "
               f"{chip_s:.3g} s of chip time for these protocols ({hardware.speedup:g}x biological)", file=sys.stderr)
     table = "\n".join(["dt_ms,ratio,sem"] + [f"{dt:g},{r:.6f},{e:.6f}" for dt, r, e in zip(dts, ratio, sem)]) + "\n"
     figure = None
@@ -143,7 +143,7 @@ def _run_stdp(args, interrupts: Interrupts) -> int:
         from ._plotting import figure_bytes, plot_stdp
 
         title = f"{args.preset}: {args.pairs} pairs at {args.freq:g} Hz ({method}{', bss2' if hardware else ''})"
-        figure = figure_bytes(plot_stdp(dts, ratio, sem, title=title), plot.path)
+        figure = figure_bytes(plot_stdp(dts, ratio, sem, title=title), plot.given)
     write_outputs(interrupts, "ca-plast stdp", [(csv, table.encode()), (plot, figure)])
     return 0
 

@@ -6,6 +6,7 @@ CPU devices otherwise; test on CPU with `XLA_FLAGS=--xla_force_host_platform_dev
 """
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -13,15 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._closed_form import closed_form_ratio
 from ._custom_types import Array, PyTree
-from ._early_phase import GraupnerBrunel2012
 from ._spikes import Spikes
+from .rules._gb2012 import GraupnerBrunel2012
+from .solvers._closed_form import closed_form_ratio
 
 AXIS = "batch"
 
 
-def device_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+def device_mesh(devices: Sequence[Any] | None = None) -> Mesh:
     """A 1-d mesh over `devices` (default: all devices of the default backend)."""
     devices = jax.devices() if devices is None else list(devices)
     return Mesh(np.array(devices), (AXIS,))

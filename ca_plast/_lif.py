@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from ._custom_types import Array, Bool
 from ._fields import to_array
-from ._validation import FINITE, NONNEGATIVE_MS, POSITIVE_MS, Bound, check_fields
+from ._validation import FINITE, NONNEGATIVE_MS, POSITIVE_MS, Bound, check_fields, traced
 
 _BISECTIONS = 60
 
@@ -75,8 +75,7 @@ class LeakyIntegrateAndFire(eqx.Module):
         check_fields(self)
         for name in ("V_rest", "V_reset"):
             value = getattr(self, name)
-            traced = isinstance(value, jax.core.Tracer) or isinstance(self.V_th, jax.core.Tracer)
-            if not traced and jnp.any(value >= self.V_th):
+            if not traced((value, self.V_th)) and jnp.any(value >= self.V_th):
                 raise ValueError(f"{owner}: {name} must be below V_th = {self.V_th} mV, got {value!r}")
 
     def init(self) -> LIFState:

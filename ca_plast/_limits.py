@@ -53,7 +53,7 @@ def simulation_bytes(method: str, n_protocols: int, n_spikes: int, n_synapses: i
     return total
 
 
-def stc_bytes(n_trials: int, n_spikes: int, n_records: int) -> float:
+def stc_bytes(n_trials: int, n_spikes: int, n_records: float) -> float:
     """Estimated bytes of `simulate_stc` over `n_trials` trials of `n_spikes` spikes and `n_records` records."""
     return float(n_trials) * (BYTES_PER_SPIKE * n_spikes + BYTES_PER_RECORD * n_records + BYTES_PER_DENSITY)
 
@@ -68,6 +68,6 @@ def check_memory(n_bytes: float, what: str, change: str) -> None:
 
 def check_seed(owner: str, seed) -> int:
     """`seed` as an int, or ValueError unless it is a whole number from 0 to 2**32 - 1."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) <= MAX_SEED:
         raise ValueError(f"{owner}: seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
     return int(seed)

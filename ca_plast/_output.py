@@ -100,11 +100,13 @@ def write_output(target: Target, content: bytes) -> None:
             sys.stdout.flush()
             sys.stdout.buffer.write(content)
             sys.stdout.buffer.flush()
-        elif target.kind == "stream":
-            with open(target.path, "wb") as handle:
-                handle.write(content)
         else:
-            _replace(target.path, content)
+            assert target.path is not None  # streams and files always carry their real path
+            if target.kind == "stream":
+                with open(target.path, "wb") as handle:
+                    handle.write(content)
+            else:
+                _replace(target.path, content)
     except OSError as error:
         raise OSError(f"cannot write {target.given}: {error.strerror or error}") from None
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jaxlib.version
 import numpy as np
 
 from ._custom_types import Key
@@ -69,7 +70,7 @@ def _installation() -> str:
     for path in sorted(package.rglob("*.py")):
         sources.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
     device = jax.devices()[0]
-    return repr((sources.hexdigest(), sys.version, jax.__version__, jax.lib.__version__, np.__version__,
+    return repr((sources.hexdigest(), sys.version, jax.__version__, jaxlib.version.__version__, np.__version__,
                  device.platform, device.device_kind, device.client.platform_version, platform.machine(),
                  _processor()))
 
@@ -147,7 +148,7 @@ def _compile(fn: Callable, treedef, static, leaves: list, name: str) -> jax.stag
         return fn(*eqx.combine(jax.tree.unflatten(treedef, xs), static))
 
     flat.__name__ = flat.__qualname__ = f"stored_{name[:16]}"
-    minimum = jax.config.jax_persistent_cache_min_compile_time_secs
+    minimum = jax.config.values["jax_persistent_cache_min_compile_time_secs"]
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float("inf"))
     try:
         program = jax.jit(flat).lower(*leaves).compile()

@@ -116,5 +116,5 @@ def _to_host(x):
 
 def _from_host(x: _HostArray):
     if x.impl is not None:
-        return jax.random.wrap_key_data(x.data, impl=x.impl)
+        return jax.random.wrap_key_data(jnp.asarray(x.data), impl=x.impl)
     return jnp.asarray(x.data)

@@ -81,12 +81,12 @@ def run(args, interrupts: Interrupts) -> int:
     csv = output("-" if args.csv is None else args.csv, "--csv")
     plot = output(args.plot, "--plot", plot=True)
     from ._lif import LeakyIntegrateAndFire
-    from ._multiscale import simulate_stc
     from ._programs import seed_key
-    from ._stc import OUTCOMES, classify_outcome, luboeinski_tetzlaff2021
-    from ._stc_hardware import BSS2_STC
     from ._stc_plotting import stc_percentages
     from ._stc_protocols import stc_protocols
+    from ._stc_simulate import simulate_stc
+    from .hardware._stc import BSS2_STC
+    from .rules._lt2021 import OUTCOMES, classify_outcome, luboeinski_tetzlaff2021
 
     rule = luboeinski_tetzlaff2021()
     protocols = stc_protocols(protocol, args.trials, seed=args.seed, poisson=args.poisson, hours=args.hours,
@@ -105,7 +105,7 @@ def run(args, interrupts: Interrupts) -> int:
     counts = ", ".join(f"{OUTCOMES[i]} {n}" for i, n in enumerate(np.bincount(outcomes, minlength=len(OUTCOMES))) if n)
     kind = "Poisson" if args.poisson else "regular"
     on = "" if hardware is None else (
-        f" on emulated BSS-2 ({hardware.state.total_bits}-bit {hardware.rounding} rounding, PPU update every "
+        f" on emulated BSS-2 ({hardware.precision} {hardware.rounding} rounding, PPU update every "
         f"{hardware.period:g} ms; {hardware.hardware_time(protocols[0].duration) / 1000:.3g} s of chip time per trial)")
     print(f"{protocol} ({kind}), {args.trials} trials, {args.hours:g} h after onset{on}: {counts}; "
           f"final w {columns[2][-1]:.1f} % of h0", file=sys.stderr)
@@ -114,6 +114,6 @@ def run(args, interrupts: Interrupts) -> int:
         from ._plotting import figure_bytes
         from ._stc_plotting import plot_stc
 
-        figure = figure_bytes(plot_stc(t_h, traces, title=f"{protocol} ({kind}), {args.trials} trials"), plot.path)
+        figure = figure_bytes(plot_stc(t_h, traces, title=f"{protocol} ({kind}), {args.trials} trials"), plot.given)
     write_outputs(interrupts, "ca-plast stc", [(csv, ("\n".join(lines) + "\n").encode()), (plot, figure)])
     return 0

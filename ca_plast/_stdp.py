@@ -5,19 +5,19 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from ._bss2 import hardware_ratios
-from ._closed_form import closed_form_ratio
 from ._custom_types import Array, Key
-from ._density import DensityGrid, density_ratios
-from ._early_phase import GraupnerBrunel2012
-from ._events import solve_events
 from ._limits import check_memory, simulation_bytes
 from ._programs import stored_jit
 from ._progress import in_chunks
 from ._protocols import Protocol
-from ._rule import AbstractRule
-from ._scan import solve_scan
 from ._spikes import Spikes, to_spikes, without_ticks
+from .hardware._bss2 import hardware_ratios
+from .rules._abstract import AbstractRule
+from .rules._gb2012 import GraupnerBrunel2012
+from .solvers._closed_form import closed_form_ratio
+from .solvers._density import DensityGrid, density_ratios
+from .solvers._events import solve_events
+from .solvers._scan import solve_scan
 
 METHODS = ("closed-form", "scan", "events", "density")
 

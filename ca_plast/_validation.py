@@ -16,6 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 
 class Bound(NamedTuple):
@@ -48,8 +49,9 @@ POSITIVE_MS = Bound(0.0, strict=True, unit=" ms")
 NONNEGATIVE_MS = Bound(0.0, unit=" ms")
 
 
-def _traced(value) -> bool:
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value))
+def traced(value) -> bool:
+    """Whether any leaf of `value` is traced (under jit, vmap or grad), i.e. not concrete."""
+    return any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(value))
 
 
 def check_value(owner: str, name: str, value, bound: Bound) -> None:
@@ -58,7 +60,7 @@ def check_value(owner: str, name: str, value, bound: Bound) -> None:
     Traced values (under jit, vmap or grad) are not checked here: `checked` checks them at
     run time.
     """
-    if _traced(value):
+    if traced(value):
         return
     array = np.asarray(value)
     if np.any(bound.violated(array)):
@@ -142,7 +144,7 @@ def checked(module, owner: str):
     if not _bounds(module):
         raise TypeError(f"checked: {type(module).__name__} declares no BOUNDS")
     parts = _constrained(module)
-    if not _traced(module):
+    if not traced(module):
         for part in parts:
             for name, bound in _bounds(part).items():
                 check_value(f"{owner}: {type(part).__name__}", name, getattr(part, name), bound)

@@ -69,7 +69,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ca_plast._presets import GB2012_PRESETS
+    from ca_plast.rules._presets import GB2012_PRESETS
 
     from ._datasets import DATASETS
     from ._losses import LOSSES, METHODS

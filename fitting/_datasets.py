@@ -81,7 +81,7 @@ class Dataset:
         """All protocols as one padded, batched `ca_plast.Spikes` (ticks of `unit` ms)."""
         return ca_plast.to_spikes(list(self.protocols), unit=unit)
 
-    def subset(self, points: Sequence[int]) -> "Dataset":
+    def subset(self, points: Sequence[int] | np.ndarray) -> "Dataset":
         """The data set restricted to `points` (indices, in the order given)."""
         keep = [int(i) for i in points]
         bad = [i for i in keep if not 0 <= i < self.n_points]
@@ -162,7 +162,7 @@ def combine(name: str, parts: Sequence[Dataset], x_label: str) -> Dataset:
         panel=sum(((p.name,) * p.n_points for p in parts), ()),
         reference=parts[0].reference if len({p.reference for p in parts}) == 1 else None,
         curve=_combined_curve(parts),
-        specs=None if any(p.specs is None for p in parts) else sum((p.specs for p in parts), ()),
+        specs=None if any(p.specs is None for p in parts) else sum((p.specs or () for p in parts), ()),
         panel_x_labels=tuple((p.name, p.x_label) for p in parts if p.x_label and p.x_label != x_label),
     )
 
@@ -177,13 +177,14 @@ def joint(parts: Sequence[Dataset]) -> Dataset:
 
 def _combined_curve(parts: Sequence[Dataset]) -> Callable[[int, float], Protocol] | None:
     """`curve` of the combined data set: point i's part draws it."""
-    if any(part.curve is None for part in parts):
+    curves = [part.curve for part in parts if part.curve is not None]
+    if len(curves) < len(parts):
         return None
     starts = np.cumsum([0] + [part.n_points for part in parts])
 
     def curve(i: int, x: float) -> Protocol:
         k = int(np.searchsorted(starts, i, side="right")) - 1
-        return parts[k].curve(i - int(starts[k]), x)
+        return curves[k](i - int(starts[k]), x)
 
     return curve
 
@@ -225,6 +226,7 @@ class _Table:
 
 
 def _data_file(filename: str) -> Path:
+    assert __package__ is not None  # set: this module is only imported as part of its package (relative imports)
     return Path(str(resources.files(__package__).joinpath("data", filename)))
 
 

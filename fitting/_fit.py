@@ -65,7 +65,7 @@ import platform
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import equinox as eqx
 import jax
@@ -75,7 +75,7 @@ import optax
 
 import ca_plast
 from ca_plast import GraupnerBrunel2012, Spikes
-from ca_plast._custom_types import Array, PyTree
+from ca_plast._custom_types import Array, Key, PyTree
 from ca_plast._limits import check_memory, check_seed, simulation_bytes
 from ca_plast._output import write_file
 from ca_plast._progress import Progress
@@ -126,12 +126,16 @@ class Problem(eqx.Module):
         return cls(without_ticks(dataset.spikes()), jnp.asarray(dataset.data, dtype=float),
                    jnp.asarray(dataset.sem, dtype=float), free, loss, method=method, grid=grid, panel=dataset.panel)
 
-    def objective(self, u: PyTree, static: PyTree, key=None) -> Array:
+    def objective(self, u: PyTree, static: PyTree, key: Key | None = None) -> Array:
         rule = self.free.combine(u, static)
         if self.hardware is None:
             model = predict(rule, self.spikes, self.method, self.grid, self.panel)
         else:
-            model = ca_plast.hardware_prediction(rule, self.spikes, self.hardware, key=key, n_synapses=self.n_synapses)
+            if key is None:
+                raise ValueError("Problem.objective: the hardware emulation's loss needs a key")
+            # A hardware problem holds a plain GB2012 rule: fit refuses separate parameters (a PanelRule) with hardware=.
+            model = ca_plast.hardware_prediction(cast(GraupnerBrunel2012, rule), self.spikes, self.hardware, key=key,
+                                                 n_synapses=self.n_synapses)
         return LOSSES[self.loss](model, self.data, self.sem)
 
 
@@ -168,8 +172,9 @@ def _step(state: _State, static: PyTree, problem: Problem, optimizer) -> tuple[_
 def _optimizer(learning_rate: float, halving_steps: float, floor: float) -> optax.GradientTransformation:
     """Adam with `learning_rate` halving every `halving_steps` steps down to `floor` (cached: one object per setting;
     `halving_steps` inf: constant)."""
-    schedule = optax.exponential_decay(learning_rate, transition_steps=halving_steps, decay_rate=0.5,
-                                       end_value=floor * learning_rate)
+    # optax annotates transition_steps as int; any positive number works, and inf (a constant rate) is used here.
+    schedule = optax.exponential_decay(learning_rate, transition_steps=halving_steps,  # pyright: ignore[reportArgumentType]
+                                       decay_rate=0.5, end_value=floor * learning_rate)
     return optax.chain(optax.zero_nans(), optax.adam(schedule))
 
 
@@ -339,8 +344,9 @@ def _initial_starts(u0: PyTree, static: PyTree, problem: Problem, optimizer, n_s
 def checkpoint_files(checkpoint: Path) -> tuple[Path, Path, Path]:
     """The files of a fit with `checkpoint`: its own, the density stage's and the hardware stage's."""
     checkpoint = Path(checkpoint)
-    return checkpoint, *(checkpoint.with_name(f"{checkpoint.stem}_{stage}{checkpoint.suffix}")
-                         for stage in ("density", "hardware"))
+    density, hardware = (checkpoint.with_name(f"{checkpoint.stem}_{stage}{checkpoint.suffix}")
+                          for stage in ("density", "hardware"))
+    return checkpoint, density, hardware
 
 
 def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
@@ -353,7 +359,7 @@ def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _save_checkpoint(path: Path, state: _State, history: list[float], wall_s: float, meta: dict) -> None:
+def _save_checkpoint(path: Path, state: eqx.Module, history: list[float], wall_s: float, meta: dict) -> None:
     arrays = {f"leaf{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
     arrays["history"] = np.asarray(history, dtype=np.float64)
     arrays["wall_s"] = np.asarray(wall_s)
@@ -361,11 +367,15 @@ def _save_checkpoint(path: Path, state: _State, history: list[float], wall_s: fl
     arrays["kind"] = np.asarray(CHECKPOINT_KIND)
     arrays["checksum"] = np.asarray(_checksum(arrays))
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    # numpy's stub matches **arrays against savez's allow_pickle: bool; no key here is named so.
+    np.savez(buffer, **arrays)  # pyright: ignore[reportArgumentType]
     write_file(path, buffer.getvalue())
 
 
-def _load_checkpoint(path: Path, like: _State, meta: dict) -> tuple[_State, list[float], float]:
+_Checkpointed = TypeVar("_Checkpointed", bound=eqx.Module)  # the optimiser state of a stage: _State, _Quasi, _Refining
+
+
+def _load_checkpoint(path: Path, like: _Checkpointed, meta: dict) -> tuple[_Checkpointed, list[float], float]:
     """The state, loss history and wall time of the checkpoint `path`, validated (ValueError, one
     line, unless it is a complete checkpoint of this very fit)."""
     fresh = "delete it (on the command line: --force) to start afresh"
@@ -417,7 +427,7 @@ def _track(value: float, best: float, since: int, tol: float) -> tuple[float, in
 @in_float64
 def fit(
     dataset: Dataset,
-    init: GraupnerBrunel2012 | str,
+    init: GraupnerBrunel2012 | PanelRule | str,
     free: Sequence[str],
     *,
     steps: int | None = None,
@@ -547,6 +557,7 @@ def fit(
     elapsed: list[float] = []
     wall_before = 0.0
     if resume:
+        assert checkpoint is not None  # resume without a checkpoint was refused above
         state, history, wall_before = _load_checkpoint(checkpoint, state, meta)
 
     best, since = np.inf, 0
@@ -584,6 +595,8 @@ def fit(
         if prediction is None:
             prediction = checked_prediction(model, dataset.spikes(), method, grid, dataset.panel)
     else:
+        # Neither is a PanelRule: separate parameters were refused with hardware= above.
+        assert not isinstance(init, PanelRule) and not isinstance(model, PanelRule)
         model, prediction, initial_prediction, record = _refine_and_keep_better(
             dataset, init, model, free_parameters, hardware, refinement, loss=loss, seed=seed, progress=progress,
             checkpoint=None if checkpoint is None else checkpoint_files(checkpoint)[2],
@@ -640,7 +653,9 @@ def separate_per_panel(init: GraupnerBrunel2012 | PanelRule, free: FreeParameter
                              f"this fit asks for {', '.join(separate)} per panel {', '.join(panels)}")
         model = init
     else:
-        model = PanelRule(init, separate, [free.paths[free.names.index(name)] for name in separate], panels)
+        # Paths into a plain rule are attribute names (integer indices occur only inside a PanelRule).
+        paths = [cast(tuple[str, ...], free.paths[free.names.index(name)]) for name in separate]
+        model = PanelRule(init, separate, paths, panels)
     names = [n for name in free.names
              for n in ([f"{name}[{panel}]" for panel in panels] if name in separate else [name])]
     return model, FreeParameters(model, names, bounds)
@@ -658,7 +673,11 @@ def rescaled(rule: GraupnerBrunel2012 | PanelRule, k: float) -> GraupnerBrunel20
     if isinstance(rule, PanelRule):
         values = [[v * k ** INVARIANT_POWERS[path[-1]] for v in row] if path[-1] in INVARIANT else row
                   for path, row in zip(rule.paths, rule.values)]
-        return PanelRule(rescaled(rule.shared, k), rule.separate, rule.paths, rule.panels, values)
+        return PanelRule(_rescaled_rule(rule.shared, k), rule.separate, rule.paths, rule.panels, values)
+    return _rescaled_rule(rule, k)
+
+
+def _rescaled_rule(rule: GraupnerBrunel2012, k: float) -> GraupnerBrunel2012:
     return eqx.tree_at(lambda r: tuple(getattr(r, n) for n in INVARIANT), rule,
                        tuple(getattr(rule, n) * k ** INVARIANT_POWERS[n] for n in INVARIANT))
 
@@ -689,7 +708,7 @@ def loss_and_grad(u: PyTree, static: PyTree, problem: Problem) -> tuple[Array, P
 def _lbfgs_direction(grad: PyTree, state: _Quasi) -> tuple[PyTree, PyTree, Array]:
     """The L-BFGS direction at `state.u` (memory updated with the last step), its new state, and grad . direction."""
     direction, opt_state = _lbfgs().update(grad, state.opt_state, state.u)
-    return direction, opt_state, optax.tree.vdot(grad, direction)
+    return direction, opt_state, jnp.asarray(optax.tree.vdot(grad, direction))
 
 
 # Backtracking line search of the density stage: sufficient decrease (Armijo) with this constant,
@@ -740,9 +759,10 @@ def lbfgs_minimise(u: PyTree, evaluate, *, iterations: int, converged, memory: _
     return state, value, steps
 
 
-def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem: Problem, *, steps: int, tol: float, grid: ca_plast.DensityGrid,
-                 progress: bool, checkpoint: Path | None, checkpoint_every: int, resume: bool, meta: dict
-                 ) -> tuple[GraupnerBrunel2012, dict, ca_plast.DensityGrid, np.ndarray]:
+def _fit_density(start: GraupnerBrunel2012 | PanelRule, initial: GraupnerBrunel2012 | PanelRule, problem: Problem, *,
+                 steps: int, tol: float, grid: ca_plast.DensityGrid, progress: bool, checkpoint: Path | None,
+                 checkpoint_every: int, resume: bool, meta: dict
+                 ) -> tuple[GraupnerBrunel2012 | PanelRule, dict, ca_plast.DensityGrid, np.ndarray]:
     """The density stage of `fit` (module docstring, items 4-5).
 
     Returns the fitted rule, its record, the grid used (settled on the starting rule by
@@ -762,8 +782,9 @@ def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem
                 candidates[k] = rescaled(start, k)
     static = free.split(start)[1]
     # One after the other through the compiled value and gradient the iterations use (no second compilation).
-    evaluated = {k: (free.split(rule)[0], *loss_and_grad(free.split(rule)[0], static, density_problem))
-                 for k, rule in candidates.items()}
+    evaluated: dict[float | None, tuple[PyTree, Array, PyTree]] = {
+        k: (free.split(rule)[0], *loss_and_grad(free.split(rule)[0], static, density_problem))
+        for k, rule in candidates.items()}
     scan = {k: float(value) for k, (_, value, _) in evaluated.items()}
     best_k = min(scan, key=lambda k: scan[k] if np.isfinite(scan[k]) else np.inf)
     # The initial rule competes too: a closed-form fit far from the model can be worse in it than the start.
@@ -779,8 +800,8 @@ def _fit_density(start: GraupnerBrunel2012, initial: GraupnerBrunel2012, problem
     history: list[float] = []
     if resume and checkpoint is not None and checkpoint.exists():
         state, history, _ = _load_checkpoint(checkpoint, state, stage_meta)
-    value, grad = loss_and_grad(state.u, static, density_problem) if history else evaluated[best_k][1:]
-    value, stuck = float(value), False
+    first_value, grad = loss_and_grad(state.u, static, density_problem) if history else evaluated[best_k][1:]
+    value, stuck = float(first_value), False
     bar = Progress(progress, steps, "fit in the model (density solver, L-BFGS)", "loss", unit="step")
     started = time.monotonic()
 
@@ -926,7 +947,8 @@ def refine_on_hardware(
 
     _run_saving(step, lambda: len(history) < refinement.steps, save, checkpoint_every)
     count = refinement.steps - refinement.averaged_from
-    return free.combine(jax.tree.map(lambda t: t / count, state.total), static), history
+    refined = free.combine(jax.tree.map(lambda t: t / count, state.total), static)
+    return cast(GraupnerBrunel2012, refined), history  # `start` recombined: a GraupnerBrunel2012
 
 
 def _leaves_by_path(model: eqx.Module) -> tuple[list[str], list]:

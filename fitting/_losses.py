@@ -98,17 +98,17 @@ def deterministic_ratio(rule: AbstractRule, spikes: Spikes) -> Array:
     return rule.readout(w)[0]
 
 
-def z_scores(model: Array, data: Array, sem: Array) -> Array:
+def z_scores(model: Array | np.ndarray, data: Array | np.ndarray, sem: Array | np.ndarray) -> Array | np.ndarray:
     """Residuals in units of the reported errors, `(model - data) / sem`."""
     return (model - data) / sem
 
 
-def chi2(model: Array, data: Array, sem: Array) -> Array:
+def chi2(model: Array | np.ndarray, data: Array | np.ndarray, sem: Array | np.ndarray) -> Array:
     """Mean squared z-score, `mean(((model - data) / sem)^2)`."""
     return jnp.mean(z_scores(model, data, sem) ** 2)
 
 
-def soft_l1(model: Array, data: Array, sem: Array) -> Array:
+def soft_l1(model: Array | np.ndarray, data: Array | np.ndarray, sem: Array | np.ndarray) -> Array:
     """Robust mean of `2 (sqrt(1 + z^2) - 1)`: ~z^2 for |z| << 1, ~2|z| for |z| >> 1."""
     z = z_scores(model, data, sem)
     return jnp.mean(2 * (jnp.sqrt(1 + z**2) - 1))

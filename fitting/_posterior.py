@@ -21,6 +21,7 @@ blackjax is an optional dependency (`pip install 'ca_plast[mcmc]'`), imported on
 """
 
 import dataclasses
+from typing import TYPE_CHECKING, cast
 
 import equinox as eqx
 import jax
@@ -32,6 +33,10 @@ from ca_plast._progress import Progress
 
 from ._fit import FitResult, Problem
 from ._transforms import FreeParameters, to_bounded
+
+if TYPE_CHECKING:  # blackjax is optional and imported where it is used (`_blackjax`)
+    from blackjax.mcmc.hmc import HMCState
+    from blackjax.mcmc.nuts import NUTSInfo
 
 # Chains after the first start this far from the fit (unit normal in u, times this).
 JITTER = 0.1
@@ -95,7 +100,7 @@ class _Target(eqx.Module):
     u_hat: PyTree
     static: PyTree
     problem: Problem
-    weight: Array
+    weight: float
 
     def __call__(self, position: Array) -> Array:
         u = self.free.set(self.u_hat, tuple(position[i] for i in range(position.size)))
@@ -107,7 +112,9 @@ class _Target(eqx.Module):
 def _warmup(target: _Target, key: Array, position: Array, steps: int):
     """Window adaptation from `position`: the last state and the adapted step size and mass matrix."""
     blackjax = _blackjax()
-    return blackjax.window_adaptation(blackjax.nuts, target).run(key, position, num_steps=steps)[0]
+    adaptation = blackjax.window_adaptation(blackjax.nuts, target)
+    # blackjax's RunFn protocol omits the num_steps its window adaptation's run takes.
+    return adaptation.run(key, position, num_steps=steps)[0]  # pyright: ignore[reportCallIssue]
 
 
 @eqx.filter_jit
@@ -117,7 +124,8 @@ def _draws(target: _Target, state, keys: Array, parameters: dict):
     kernel = _blackjax().nuts(target, **parameters).step
 
     def one(state, key):
-        state, info = kernel(key, state)
+        # blackjax types a step's result as bare NamedTuples; NUTS's are an HMCState and a NUTSInfo.
+        state, info = cast("tuple[HMCState, NUTSInfo]", kernel(key, state))
         return state, (state.position, info.is_divergent, info.acceptance_rate, info.num_integration_steps)
     return jax.lax.scan(one, state, keys)
 

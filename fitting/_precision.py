@@ -10,6 +10,7 @@ inside `float64()`, so the Python API and the command line give the same numbers
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +23,8 @@ def float64() -> Iterator[None]:
         with jax.enable_x64(True):
             yield
         return
-    from jax.experimental import enable_x64  # older jax
+    # Only reached on jax < 0.6, where jax.experimental has it (the installed jax has jax.enable_x64 instead).
+    from jax.experimental import enable_x64  # pyright: ignore[reportAttributeAccessIssue]
 
     with enable_x64():
         yield
@@ -39,7 +41,10 @@ def in_float64(fn: Callable) -> Callable:
     return wrapped
 
 
-def to_float64(tree):
+_Tree = TypeVar("_Tree")
+
+
+def to_float64(tree: _Tree) -> _Tree:
     """Every floating-point array leaf of `tree` as float64 (other leaves unchanged)."""
     def cast(x):
         if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating):

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -32,7 +33,7 @@ def reference_score(result: FitResult) -> dict | None:
         return None
     data = result.dataset
     rule = ca_plast.gb2012_preset(name)
-    record = {"preset": name, "method": result.method}
+    record: dict[str, Any] = {"preset": name, "method": result.method}
     for method in dict.fromkeys((result.method, "closed-form")):
         model = checked_prediction(rule, data.spikes(), method)
         record["chi2_mean" if method == result.method else "chi2_mean_closed_form"] = float(chi2(model, data.data, data.sem))
@@ -286,13 +287,13 @@ def plot_fit(result: FitResult, check: dict | None = None, curves: dict | None =
         own = [f"{split_name(name)[0]} {value:.3g}" for name, value in result.params.items() if split_name(name)[1] == panel]
         ax.set_title((panel or data.name) + score + (f"\n{', '.join(own)}" if own else ""), fontsize=10)
         handles, _ = ax.get_legend_handles_labels()
-        line = {"ls": "", "marker": "s", "mfc": "none"} if categorical else {"ls": "-"}
+        line: dict[str, Any] = {"ls": "", "marker": "s", "mfc": "none"} if categorical else {"ls": "-"}
+        initial_line: dict[str, Any] = {"ls": "", "marker": "x"} if categorical else {"ls": "--"}
         styles = [Line2D([], [], color="0.3", label=f"fit ({method})", **line),
-                  Line2D([], [], color="0.3", alpha=0.6, label=f"initial: {init}",
-                         **({"ls": "", "marker": "x"} if categorical else {"ls": "--"}))]
+                  Line2D([], [], color="0.3", alpha=0.6, label=f"initial: {init}", **initial_line)]
         if data.reference is not None and not categorical:
             styles.append(Line2D([], [], color="0.3", ls=":", label=f"published: {data.reference}"))
-        if simulated is not None:
+        if check is not None:  # exactly when `simulated` is not None
             styles.append(Line2D([], [], color="0.3", ls="", marker="D", mfc="white", ms=4,
                                  label=f"fit, simulated ± s.e. ({check['n_synapses_per_state']} synapses/state)"))
         ax.legend(handles=[h for h in handles if h.get_label().startswith("data")] + styles, frameon=False, fontsize=7)

@@ -46,7 +46,7 @@ Every error names the file, the line and the column, and what would be valid.
 import csv
 import io
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import ca_plast
@@ -115,7 +115,7 @@ def text_of(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
-def times_text(times: Sequence[float]) -> str:
+def times_text(times: Iterable[float]) -> str:
     return ";".join(text_of(t) for t in times)
 
 
@@ -270,7 +270,7 @@ def _number(text: str, column: str, fail: Callable[[str, str], TableError]) -> f
     return value
 
 
-def write_rows(specs: Sequence[Mapping[str, str]], ratio: Sequence[float], sem: Sequence[float],
+def write_rows(specs: Sequence[Mapping[str, str]], ratio: Iterable[float], sem: Iterable[float],
                labels: Sequence[Mapping[str, str]], source: str) -> str:
     """The file's text for rows of protocol `specs` (column -> text), ratios, errors and labels."""
     used = {c for spec in specs for c in spec if c != "protocol"}

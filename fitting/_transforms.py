@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ca_plast import AbstractRule, GraupnerBrunel2012
 from ca_plast._custom_types import Array, Key, PyTree
 
 from ._panels import PanelRule, split_name, walk
@@ -78,7 +79,7 @@ def _calcium_fields(model: eqx.Module) -> list[str]:
     return _array_fields(calcium) if isinstance(calcium, eqx.Module) else []
 
 
-def parameter_values(model: eqx.Module) -> dict[str, float]:
+def parameter_values(model: AbstractRule | PanelRule) -> dict[str, float]:
     """Every scalar parameter of a rule and of its calcium model, by field name (rule units); of a
     `PanelRule`, its separate parameters once per panel (`C_pre[panel]`)."""
     if isinstance(model, PanelRule):
@@ -88,7 +89,7 @@ def parameter_values(model: eqx.Module) -> dict[str, float]:
     return {name: float(np.asarray(v)) for name, v in values.items() if np.ndim(v) == 0}
 
 
-def _resolve(model: eqx.Module, name: str) -> tuple[str | int, ...]:
+def _resolve(model: AbstractRule | PanelRule, name: str) -> tuple[str | int, ...]:
     """The path of a parameter: `theta_p` -> ('theta_p',), `C_pre` -> ('calcium', 'C_pre'); in a
     `PanelRule`, `C_pre[panel]` -> ('values', j, g) and a shared one -> ('shared', ...)."""
     if isinstance(model, PanelRule):
@@ -131,7 +132,8 @@ class FreeParameters(eqx.Module):
     lower: tuple[float, ...] = eqx.field(static=True)
     upper: tuple[float, ...] = eqx.field(static=True)
 
-    def __init__(self, model: eqx.Module, names: Sequence[str], bounds: Mapping[str, tuple[float, float]] | None = None):
+    def __init__(self, model: AbstractRule | PanelRule, names: Sequence[str],
+                 bounds: Mapping[str, tuple[float, float]] | None = None):
         """Free `names` of `model`, bounded by `bounds` (per name; default `DEFAULT_BOUNDS`).
 
         Raises ValueError for an empty or repeated choice, a name that is not a parameter
@@ -186,7 +188,7 @@ class FreeParameters(eqx.Module):
         u = tuple(to_unconstrained(x, lo, hi) for x, lo, hi in zip(self.get(free), self.lower, self.upper))
         return eqx.tree_at(self.get, free, replace=u), static
 
-    def combine(self, u: PyTree, static: PyTree) -> eqx.Module:
+    def combine(self, u: PyTree, static: PyTree) -> GraupnerBrunel2012 | PanelRule:
         """The rule with the free leaves mapped back from unconstrained `u` into their bounds."""
         x = tuple(to_bounded(v, lo, hi) for v, lo, hi in zip(self.get(u), self.lower, self.upper))
         return eqx.combine(eqx.tree_at(self.get, u, replace=x), static)

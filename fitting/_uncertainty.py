@@ -363,6 +363,7 @@ class _Profiler:
     def predicted(self, held: int, v: float):
         """The quadratic model's best point with the held parameter at v (the others shifted by -H_oo^+ H_oi dv)."""
         fitted = self.fitted
+        assert fitted is not None  # `point` calls this only with the Laplace approximation
         v0 = self.likelihood.estimate
         others = [k for k in range(v0.size) if k != held]
         shift = -np.linalg.pinv(fitted.hessian[np.ix_(others, others)]) @ fitted.hessian[others, held] * (v - v0[held])
@@ -514,7 +515,7 @@ def profiles(result: FitResult, fitted: Laplace | None = None, *, names=None, pr
         ci_v = (lower[held] if ends[0] is None else ends[0], upper[held] if ends[1] is None else ends[1])
         x, ci = likelihood.x_of(held, v), likelihood.x_of(held, np.asarray(ci_v))
         found[name] = Profile(name=name, x=x, rise=rise, ci95=(float(ci[0]), float(ci[1])),
-                              sides=tuple("open" if e is None else "closed" for e in ends),
+                              sides=("open" if ends[0] is None else "closed", "open" if ends[1] is None else "closed"),
                               identified=all(e is not None for e in ends), flat=bool(np.max(rise) < CHI2_95),
                               evaluations=profiler.evaluations - before, disjoint=_disjoint(rise))
         if save is not None:

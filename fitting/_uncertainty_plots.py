@@ -108,7 +108,7 @@ def plot_corner(result: FitResult) -> Figure:
                 continue
             colour = "C0" if identified[column] else "C3"
             if column == row:
-                v = np.linspace(*limits[row], 200)
+                v = np.linspace(limits[row, 0], limits[row, 1], 200)
                 ax.plot(v, np.exp(-0.5 * ((v - v_hat[row]) / sd[row]) ** 2), color="0.4", lw=1)
                 if names[row] in found:
                     profile = found[names[row]]

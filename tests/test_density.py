@@ -16,7 +16,7 @@ from scipy.integrate import solve_ivp
 from scipy.stats import norm
 
 import ca_plast as cp
-from ca_plast._density import _batched_solutions
+from ca_plast.solvers._density import _batched_solutions
 
 TAU = 150_000.0  # ms, preset DP
 DP = cp.gb2012_preset("DP")

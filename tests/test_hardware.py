@@ -12,7 +12,7 @@ import pytest
 
 import ca_plast as cp
 from ca_plast._cli import main
-from ca_plast._rounding import counter_uniform
+from ca_plast.hardware._rounding import counter_uniform
 
 Q8 = cp.FixedPoint(8, 7)
 N_DRAWS = 10**6

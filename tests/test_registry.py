@@ -1,6 +1,7 @@
 """Every rule with every calcium model and every solver that applies to it, in one suite (a registry,
 as diffrax's tests have): jit equals eager, vmap over protocols equals a loop (padding changes
-nothing), vmap over parameter sets equals a loop, and the same key gives the same result.
+nothing), vmap over parameter sets equals a loop, and the same key gives the same result; for the
+early phase (GB2012, Shouval 2002) and for tagging and capture (Luboeinski & Tetzlaff 2021).
 The emulation's float configuration is the scan solver's scheme (tests/test_hardware.py,
 tests/test_shouval2002.py); the 8-bit one here runs with mismatch and read noise."""
 
@@ -23,29 +24,48 @@ CALCIUM = {
     "coincidence": cp.CoincidenceCalcium(window=1.0),
 }
 
-RULES: dict[str, Callable[[cp.AbstractCalcium], cp.AbstractRule]] = {
+RULES: dict[str, Callable[[cp.AbstractCalcium], eqx.Module]] = {
     "gb2012": lambda calcium: dataclasses.replace(DP, calcium=calcium),
     "shouval2002": lambda calcium: cp.Shouval2002(calcium=calcium, n_pieces=16),
+    "lt2021": lambda calcium: dataclasses.replace(cp.luboeinski_tetzlaff2021(), calcium=calcium),
 }
+PARAMETER = {"gb2012": "theta_p", "shouval2002": "alpha_p", "lt2021": "theta_p"}  # varied across the batch
+EARLY = ("gb2012", "shouval2002")  # early-phase rules (AbstractRule); lt2021 is tagging and capture
 
 
 @dataclasses.dataclass(frozen=True)
 class Solver:
-    """How to run one protocol: `run(rule, spikes, w0, key)` -> final efficacies (or a ratio); which rules it takes."""
+    """How to run one protocol: `run(rule, spikes, key)` -> final state (efficacies, a ratio, or
+    (h, p, z)); which rules it takes; whether it has noise."""
 
     run: Callable
-    rules: tuple[str, ...] = tuple(RULES)
+    rules: tuple[str, ...] = EARLY
     stochastic: bool = True
 
 
+def _w0(rule):
+    return rule.initial_population(4, jnp.float64)
+
+
+def _final(solution):
+    return jnp.stack([solution.state.h, solution.state.p, solution.state.z])
+
+
+BSS2_8BIT = dict(mismatch_tau_ca=0.1, mismatch_amplitude=0.1, read_noise=0.5)
+STC = dict(record_every=50.0)  # a whole number of the fine solver's 25-step tiles at 0.5 ms
+
 SOLVERS = {
-    "events": Solver(lambda r, s, w, k: cp.solve_events(r, s, w, key=k).rho),
-    "scan": Solver(lambda r, s, w, k: cp.solve_scan(r, s, w, key=k, chunk=4).rho),
-    "hardware-8bit": Solver(lambda r, s, w, k: cp.solve_hardware(
-        r, s, w, hardware=cp.BSS2(period=1.0, mismatch_tau_ca=0.1, mismatch_amplitude=0.1, read_noise=0.5), key=k).rho),
-    "closed-form": Solver(lambda r, s, w, k: cp.closed_form_ratio(r, s), rules=("gb2012",), stochastic=False),
-    "density": Solver(lambda r, s, w, k: cp.density_ratio(r, s, cp.DensityGrid(cells_per_unit=40)), rules=("gb2012",),
+    "events": Solver(lambda r, s, k: cp.solve_events(r, s, _w0(r), key=k).rho),
+    "scan": Solver(lambda r, s, k: cp.solve_scan(r, s, _w0(r), key=k, chunk=4).rho),
+    "hardware-8bit": Solver(lambda r, s, k: cp.solve_hardware(
+        r, s, _w0(r), hardware=cp.BSS2(period=1.0, **BSS2_8BIT), key=k).rho),
+    "closed-form": Solver(lambda r, s, k: cp.closed_form_ratio(r, s), rules=("gb2012",), stochastic=False),
+    "density": Solver(lambda r, s, k: cp.density_ratio(r, s, cp.DensityGrid(cells_per_unit=40)), rules=("gb2012",),
                       stochastic=False),
+    "stc": Solver(lambda r, s, k: _final(cp.solve_stc(r, s, key=k, **STC)), rules=("lt2021",)),
+    "stc-fine": Solver(lambda r, s, k: _final(cp.solve_stc_fine(r, s, key=k, **STC)), rules=("lt2021",)),
+    "stc-hardware-8bit": Solver(lambda r, s, k: _final(cp.solve_stc_hardware(
+        r, s, hardware=cp.BSS2(state=cp.FixedPoint(8, 7), period=1.0, **BSS2_8BIT), key=k, **STC)), rules=("lt2021",)),
 }
 
 PROTOCOLS = [cp.pairs(10.0, 3, 10.0), cp.burst(-10.0, 2, 10.0)]
@@ -59,12 +79,11 @@ def test_solver_contract(rule_name, calcium_name, solver_name):
     jit == eager and padding changes nothing in one comparison; then keys."""
     rule = RULES[rule_name](CALCIUM[calcium_name])
     solver = SOLVERS[solver_name]
-    w0 = rule.initial_population(4, jnp.float64)
-    name = "theta_p" if rule_name == "gb2012" else "alpha_p"
+    name = PARAMETER[rule_name]
     values = jnp.array([1.0, 1.1]) * getattr(rule, name)
 
     def run(value, spikes, key):
-        return solver.run(eqx.tree_at(lambda r: getattr(r, name), rule, value), spikes, w0, key)
+        return solver.run(eqx.tree_at(lambda r: getattr(r, name), rule, value), spikes, key)
 
     batched = eqx.filter_jit(jax.vmap(run))
     keys = jax.random.split(jax.random.key(7), len(PROTOCOLS))
@@ -74,7 +93,8 @@ def test_solver_contract(rule_name, calcium_name, solver_name):
         eager = run(values[i], cp.to_spikes(protocol, unit=0.5), keys[i])
         np.testing.assert_allclose(result[i], eager, rtol=1e-12, atol=1e-14)
     assert np.array_equal(batched(values, batch, keys), result)  # same key, same result
-    if solver.stochastic and rule_name == "gb2012":  # GB2012 has noise: another key, another result
+    if solver.stochastic and rule_name != "shouval2002":  # GB2012 and LT2021 have noise: another key, another result
         other = batched(values, batch, jax.random.split(jax.random.key(8), len(PROTOCOLS)))
         assert not np.array_equal(other[0], result[0])
+    if solver.stochastic and rule_name == "gb2012":
         assert np.std(np.asarray(result[0][:4])) > 0  # synapses of one initial state get independent noise

@@ -23,10 +23,10 @@ from typing import ClassVar
 import equinox as eqx
 import jax.numpy as jnp
 
+from .._calcium import AbstractCalcium, time_above
+from .._custom_types import Array, ArrayLike
+from .._validation import Bound
 from ._affine import Affine
-from ._calcium import AbstractCalcium, time_above
-from ._custom_types import Array
-from ._validation import Bound
 
 
 class AbstractRule(eqx.Module):
@@ -52,7 +52,7 @@ class AbstractRule(eqx.Module):
     def drive(self, c0: Array, s: Array) -> Affine:
         """The map of the calcium-driven part of `w` over `s` ms of free calcium decay from `c0`."""
 
-    def drift(self, w: Array, s: Array) -> Array:
+    def drift(self, w: Array, /, s: Array) -> Array:
         """One explicit Euler step over `s` ms of the calcium-independent drift (none by default)."""
         return w
 
@@ -61,7 +61,7 @@ class AbstractRule(eqx.Module):
         """Initial efficacies of the population simulated for a change ratio (`n_synapses` per initial state)."""
 
     @abc.abstractmethod
-    def readout(self, w: Array) -> tuple[Array, Array]:
+    def readout(self, w: Array, /) -> tuple[Array, Array]:
         """Change ratio (mean weight after / before) and its standard error from the final `w` of `initial_population`."""
 
     @abc.abstractmethod
@@ -69,7 +69,7 @@ class AbstractRule(eqx.Module):
         """The calcium-dependent factors of the vector field at calcium `c`, each in [0, `rate_scales`]."""
 
     @abc.abstractmethod
-    def increment(self, w: Array, integrals: tuple[Array, ...], elapsed: Array, normal: Array | None) -> Array:
+    def increment(self, w: Array, /, integrals: tuple[Array, ...], elapsed: Array, normal: Array | None) -> Array:
         """One explicit step of `w` over `elapsed` ms given the time integrals of `rates` over it (the PPU's update).
 
         `normal`: standard normal numbers for the rule's noise (None: noise off). The emulation
@@ -78,7 +78,7 @@ class AbstractRule(eqx.Module):
         """
 
     @property
-    def rate_scales(self) -> tuple[float, ...]:
+    def rate_scales(self) -> tuple[ArrayLike, ...]:
         """The largest value of each rate (the full scale of the hardware's integrators)."""
         return (1.0,) * len(self.rates(jnp.zeros(())))
 

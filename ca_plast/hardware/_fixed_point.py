@@ -9,7 +9,7 @@ integers (`FixedPoint(6, 0, signed=False)`: 0..63), as on BrainScaleS-2.
 import equinox as eqx
 import jax.numpy as jnp
 
-from ._custom_types import Array, Key
+from .._custom_types import Array, Key
 from ._rounding import (
     SOURCE_BITS,
     check_random_bits,
@@ -90,7 +90,7 @@ class FixedPoint(eqx.Module):
     ) -> Array:
         """`x` rounded onto the format's grid and brought into its range (values, not codes).
 
-        `rounding`: "nearest", "floor", "stochastic" or "hardware" (see `ca_plast._rounding`).
+        `rounding`: "nearest", "floor", "stochastic" or "hardware" (see `ca_plast.hardware._rounding`).
         The random roundings need exactly one of `key` (keyword-only) or `uniform` (U[0, 1)
         numbers of `x`'s shape, e.g. from a hardware-like source). Gradient: straight-through
         identity; with `mask_gradient`, zero outside [min_value, max_value].

@@ -24,7 +24,6 @@ and calcium) share its protein pool and its spikes; the neuron sums their inputs
 as in the model authors' code) with every Heaviside sampled at the step start.
 """
 
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import equinox as eqx
@@ -32,16 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._bss2 import BSS2
-from ._custom_types import Array, Bool, Float, Int, Key
-from ._lif import LeakyIntegrateAndFire
-from ._limits import check_memory, stc_bytes
+from .._custom_types import Array, Bool, Float, Int, Key
+from .._lif import LeakyIntegrateAndFire
+from .._spikes import Spikes, interval, shift, tick_count
+from .._validation import checked
+from ..rules._lt2021 import LuboeinskiTetzlaff2021, STCState, STCStats
 from ._loop import tree_where
-from ._progress import in_chunks
-from ._protocols import Protocol
-from ._spikes import Spikes, interval, shift, tick_count, to_spikes
-from ._stc import LuboeinskiTetzlaff2021, STCState, STCStats
-from ._validation import checked
 
 CALCIUM, CURRENT, POST, RECORD, END = range(5)
 _TILE = 25  # steps per innermost loop of `solve_stc_fine`
@@ -257,7 +252,7 @@ def solve_stc(
     start = rule.init(n_syn)
     zero = jnp.zeros((), jnp.int32)
     lif = None if neuron is None else neuron.init()
-    init = (calcium.init() + jnp.zeros_like(start.h), start, lif, STCStats.start(start.h), zero, zero,
+    init = (calcium.rest(start.h.shape), start, lif, STCStats.start(start.h), zero, zero,
             jnp.zeros_like(lengths[0]))
     (_, syn, _, stats, n_post, ptr, _), (h, p, z, recorded) = jax.lax.scan(block, init, normals, length=n_chunks)
     return stc_solution(start, syn, (h, p, z), recorded, stats, n_post, n_events - ptr, unit, record_steps,
@@ -322,7 +317,7 @@ def solve_stc_fine(
         drift, amplitude = rule.vector_field(syn, calcium.concentration(state))
         noise = 0.0 if normal is None else amplitude * jnp.sqrt(dt_) * normal
         syn = STCState(h=syn.h + dt_ * drift.h + noise, p=syn.p + dt_ * drift.p, z=syn.z + dt_ * drift.z)
-        pro, ltp, ltd = rule._flags(syn.h - rule.h0)
+        pro, ltp, ltd = rule.flags(syn.h - rule.h0)
         stats = STCStats(
             time_pro=stats.time_pro + dt_ * pro,
             time_tag_ltp=stats.time_tag_ltp + dt_ * ltp,
@@ -335,7 +330,7 @@ def solve_stc_fine(
         if neuron is not None:
             w = rule.weight(syn)
             if n_syn is None:
-                lif = repeat(n_cur, lambda v: neuron.on_input(v, w), lif)
+                lif = repeat(n_cur, lambda v, cell=neuron: cell.on_input(v, w), lif)
             else:
                 lif = neuron.on_input(lif, jnp.sum(n_cur * w))
             lif = tree_where(n_given > 0, neuron.on_spike(lif), lif)
@@ -372,83 +367,9 @@ def solve_stc_fine(
     start = rule.init(n_syn)
     zero = jnp.zeros((), jnp.int32)
     lif = None if neuron is None else neuron.init()
-    init = (calcium.init() + jnp.zeros_like(start.h), start, lif, zero, STCStats.start(start.h), zero)
+    init = (calcium.rest(start.h.shape), start, lif, zero, STCStats.start(start.h), zero)
     n_blocks = -(-tick_count(spikes, "solve_stc_fine") // steps)
     (_, syn, _, _, stats, n_post), trace = jax.lax.scan(block, init, jnp.arange(n_blocks))
     h, p, z = (jnp.concatenate([first[None], values[:n_records]]) for first, values in zip((start.h, start.p, start.z), trace))
     ts = dt * steps * np.arange(n_records + 1)
     return STCSolution(state=syn, ts=jnp.asarray(ts, h.dtype), h=h, p=p, z=z, stats=stats, n_post=n_post, n_late=zero)
-
-
-@eqx.filter_jit
-def _batched(rule, neuron, spikes, keys, record_every, max_post_spikes, synapses, hardware=None):
-    from ._stc_hardware import solve_stc_hardware  # it builds on this module
-
-    def one(sp, key):
-        kwargs = dict(neuron=neuron, key=key, record_every=record_every, max_post_spikes=max_post_spikes, synapses=synapses)
-        if hardware is None:
-            return solve_stc(rule, sp, **kwargs)
-        return solve_stc_hardware(rule, sp, hardware=hardware, **kwargs)
-
-    return jax.vmap(one)(spikes, keys)
-
-
-def simulate_stc(
-    rule: LuboeinskiTetzlaff2021,
-    protocols: Sequence[Protocol] | Sequence[Sequence[Protocol]],
-    *,
-    key: Key | None = None,
-    neuron: LeakyIntegrateAndFire | None = None,
-    record_every: float = 30_000.0,
-    unit: float = 1.0,
-    max_post_spikes: int = 64,
-    hardware: BSS2 | None = None,
-    progress: bool = False,
-) -> STCSolution:
-    """Simulate a batch of trials (one protocol each) with `solve_stc`, jit-compiled and vmapped.
-
-    A trial given as a sequence of protocols, one per synapse, simulates several synapses onto
-    one neuron sharing its protein pool (`solve_stc(synapses=True)`); every trial then needs the
-    same number of synapses, and the synapses of a trial the same duration and postsynaptic spikes.
-    `key`: noise key (keyword-only); trial i uses `fold_in(key, i)`; None for noise off.
-    `neuron`: None (postsynaptic spikes from the protocols) or a `LeakyIntegrateAndFire`.
-    `unit`: tick of the device time representation (ms). When a neuron fires more than
-    `max_post_spikes` times in a trial, the batch is rerun with twice the room. The result
-    has a leading trial axis. `hardware`: None, or a `BSS2` configuration to solve the
-    plasticity on the emulated chip (`solve_stc_hardware`; its `period` a multiple of `unit`).
-    `progress`: run the trials in slices (about ten, at least 50 trials each: the solver
-    vmaps them) with a progress bar on stderr once they take more than 2 s (same results:
-    trial i keeps its key).
-    """
-    protocols = list(protocols)
-    synapses = bool(protocols) and not isinstance(protocols[0], Protocol)
-    every = [p for trial in protocols for p in (trial if synapses else [trial]) if isinstance(p, Protocol)]
-    if every and np.isfinite(record_every) and record_every > 0:
-        n_spikes = max(p.n_spikes for p in every)
-        n_records = max(p.duration for p in every) / record_every + 1
-        check_memory(stc_bytes(len(every), n_spikes, n_records),
-                     f"simulate_stc ({len(every)} synapse trials of up to {n_spikes} spikes, {n_records:.0f} records)",
-                     "use fewer or shorter trials, or a coarser record_every")
-    if synapses:
-        trials = [list(trial) for trial in protocols]
-        sizes = {len(trial) for trial in trials}
-        if len(sizes) != 1 or 0 in sizes:
-            raise ValueError(f"simulate_stc: every trial needs the same number (>= 1) of synapses (protocols); got {sorted(sizes)}")
-        for i, trial in enumerate(trials):
-            if any(p.duration != trial[0].duration or not np.array_equal(p.post, trial[0].post) for p in trial):
-                raise ValueError(f"simulate_stc: the synapses of trial {i} must share the duration and the postsynaptic spikes")
-        flat = to_spikes([p for trial in trials for p in trial], unit=unit)
-        spikes = jax.tree.map(lambda x: x.reshape(len(trials), -1, *x.shape[1:]), flat)
-    else:
-        spikes = to_spikes(protocols, unit=unit)
-    keys = None if key is None else jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(protocols)))
-    room = int(max_post_spikes)
-    while True:
-        solution = in_chunks(
-            lambda part: _batched(rule, neuron, *part, float(record_every), room, synapses, hardware), (spikes, keys),
-            label=f"stc ({len(protocols)} trials)", progress=progress, min_size=50)
-        if neuron is None or not np.any(np.asarray(solution.n_late)):
-            return solution
-        if room > 100 * spikes.pre_tick.shape[-1] + 1024:
-            raise RuntimeError(f"simulate_stc: the neuron fires more than {room} times in a trial; check its parameters")
-        room = 2 * room + 1

@@ -14,11 +14,11 @@ the cubic drift as negligible during the protocol, so rho is an Ornstein-Uhlenbe
 import jax.numpy as jnp
 from jax.lax import erf  # what jax.scipy.special.erf calls, without importing that module (0.06 s)
 
-from ._custom_types import Array
-from ._early_phase import GraupnerBrunel2012
+from .._custom_types import Array, ArrayLike
+from .._spikes import Spikes, interval
+from .._validation import checked
+from ..rules._gb2012 import GraupnerBrunel2012
 from ._loop import event_loop
-from ._spikes import Spikes, interval
-from ._validation import checked
 
 
 def time_above_thresholds(rule: GraupnerBrunel2012, spikes: Spikes) -> tuple[Array, Array]:
@@ -40,13 +40,14 @@ def duration(spikes: Spikes) -> Array:
 
 
 def transition_probabilities(
-    rule: GraupnerBrunel2012, t_p: Array, t_d: Array, T: Array
+    rule: GraupnerBrunel2012, t_p: ArrayLike, t_d: ArrayLike, T: ArrayLike
 ) -> tuple[Array, Array]:
     """GB2012 closed form: (U, D) = (P(DOWN->UP), P(UP->DOWN)) given the times above threshold.
 
     `t_p`, `t_d`: total time (ms) above theta_p, theta_d during a protocol of `T` ms. No
     time above either threshold gives U = D = 0 (no change), with finite gradients.
     """
+    T = jnp.asarray(T)
     alpha_p, alpha_d = t_p / T, t_d / T
     G_p, G_d = rule.gamma_p * alpha_p, rule.gamma_d * alpha_d
     G = G_p + G_d

@@ -41,11 +41,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._custom_types import Array, Key
+from .._custom_types import Array, Key
+from .._spikes import Spikes
+from .._validation import check_finite, checked, run_time_checks, traced
+from ..rules._abstract import AbstractRule
 from ._loop import event_loop
-from ._rule import AbstractRule
-from ._spikes import Spikes
-from ._validation import check_finite, checked, run_time_checks
 
 
 class EventSolution(eqx.Module):
@@ -177,9 +177,9 @@ def _check_values(owner: str, spikes: Spikes) -> Spikes:
     run time with `eqx.branched_error_if` (unless `set_run_time_checks(False)`). Presynaptic spikes are checked before the delay D:
     an arrival after the end is legitimate and ignored (`event_sequence`).
     """
-    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(spikes))
-    xp = jnp if traced else np
-    arrays = spikes if traced else jax.tree.map(np.asarray, spikes)
+    is_traced = traced(spikes)
+    xp = jnp if is_traced else np
+    arrays = spikes if is_traced else jax.tree.map(np.asarray, spikes)
     checks = []
     for side in ("pre", "post", "end"):
         tick, offset = getattr(arrays, f"{side}_tick"), getattr(arrays, f"{side}_offset")
@@ -190,9 +190,9 @@ def _check_values(owner: str, spikes: Spikes) -> Spikes:
         late = mask & ((tick > end_tick) | ((tick == end_tick) & (offset >= end_offset)))
         checks.append((f"{side} spike times must lie before the protocol's end (Protocol.duration)", late, tick, offset))
     messages = [f"{owner}: {requirement}" for requirement, *_ in checks]
-    if traced and not run_time_checks():
+    if is_traced and not run_time_checks():
         return spikes
-    if traced:
+    if is_traced:
         failed = jnp.stack([jnp.any(bad) for _, bad, _, _ in checks])
         checked = eqx.branched_error_if(spikes.end_offset, jnp.any(failed), jnp.argmax(failed), messages)
         return eqx.tree_at(lambda sp: sp.end_offset, spikes, checked)

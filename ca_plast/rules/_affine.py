@@ -9,7 +9,7 @@ Luboeinski & Tetzlaff 2021's early-phase weight).
 import equinox as eqx
 import jax.numpy as jnp
 
-from ._custom_types import Array
+from .._custom_types import Array
 
 
 class Affine(eqx.Module):

@@ -36,11 +36,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._calcium import AbstractCalcium, LinearCalcium, time_above
+from .._custom_types import Array, ArrayLike, Bool, Float
+from .._fields import to_array
+from .._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, Bound, check_fields
 from ._affine import threshold_drive
-from ._calcium import AbstractCalcium, LinearCalcium, time_above
-from ._custom_types import Array, Bool, Float
-from ._fields import to_array
-from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, Bound, check_fields
 
 POSITIVE_MV = Bound(0.0, strict=True, unit=" mV")
 
@@ -173,7 +173,7 @@ class LuboeinskiTetzlaff2021(eqx.Module):
         h_d = (c >= self.theta_d).astype(state.h.dtype)
         dh = (self.leak * (self.h0 - state.h) + self.gamma_p * (self.h_max - state.h) * h_p
               - self.gamma_d * state.h * h_d) / self.tau_h
-        pro, ltp, ltd = self._flags(state.h - self.h0)
+        pro, ltp, ltd = self.flags(state.h - self.h0)
         dp = (-state.p + self.alpha * pro) / self.tau_p
         dz = (state.p * (1 - state.z) * ltp - state.p * (state.z + 0.5) * ltd) / self.tau_z
         return STCState(h=dh, p=dp, z=dz), self.sigma_pl * jnp.sqrt((h_p + h_d) / self.tau_h)
@@ -226,7 +226,7 @@ class LuboeinskiTetzlaff2021(eqx.Module):
             h, z, stats = h[0], z[0], jax.tree.map(lambda x: x[0], stats)
         return STCState(h=h, p=p, z=z), stats
 
-    def _flags(self, d: Array) -> tuple[Bool[Array, ""], Bool[Array, "..."], Bool[Array, "..."]]:
+    def flags(self, d: Array) -> tuple[Bool[Array, ""], Bool[Array, "..."], Bool[Array, "..."]]:
         """Protein synthesis on (sum over synapses of |d| >= theta_pro), LTP tag, LTD tag, for
         d = h - h0 (scalar or one per synapse; right-continuous Heavisides)."""
         return jnp.sum(jnp.abs(d)) >= self.theta_pro, d >= self.theta_tag, -d >= self.theta_tag
@@ -290,7 +290,7 @@ class LuboeinskiTetzlaff2021(eqx.Module):
             """Advance p, z over (a, b), with no crossing inside: the flags at the midpoint hold throughout."""
             p, z, stats = carry
             sub = b - a
-            pro = self._flags(d_inf + span * jnp.exp(-rate * (a + b) / 2))[0]
+            pro = self.flags(d_inf + span * jnp.exp(-rate * (a + b) / 2))[0]
             p_inf = self.alpha * pro.astype(h.dtype)
             integral = p_inf * sub - (p - p_inf) * self.tau_p * jnp.expm1(-sub / self.tau_p)
             p = p_inf + (p - p_inf) * jnp.exp(-sub / self.tau_p)
@@ -308,7 +308,7 @@ class LuboeinskiTetzlaff2021(eqx.Module):
         def sub_interval(carry, bounds):
             a, b = bounds
             d_mid = d_inf + span * jnp.exp(-rate * (a + b) / 2)
-            _, ltp, ltd = self._flags(d_mid)
+            _, ltp, ltd = self.flags(d_mid)
             t = protein_time(a, b, jnp.sign(d_mid))
             return constant(constant(carry, a, t, ltp, ltd), t, b, ltp, ltd), None
 
@@ -353,9 +353,9 @@ def luboeinski_tetzlaff2021() -> LuboeinskiTetzlaff2021:
 
 def classify_outcome(
     rule: LuboeinskiTetzlaff2021,
-    z: Array,
-    h_max: Array,
-    h_min: Array,
+    z: ArrayLike,
+    h_max: ArrayLike,
+    h_min: ArrayLike,
     *,
     late_threshold: float = 0.1,
     early_threshold: float = 0.05,
@@ -367,7 +367,7 @@ def classify_outcome(
     otherwise the larger early excursion decides: with tag when it reached theta_tag, plain
     early-LTP / early-LTD when it reached `early_threshold` h0, else "none".
     """
-    up, down = h_max - rule.h0, rule.h0 - h_min
+    z, up, down = jnp.asarray(z), jnp.asarray(h_max) - rule.h0, rule.h0 - jnp.asarray(h_min)
     ltp = up >= down
     size = jnp.where(ltp, up, down)
     early = jnp.where(size >= rule.theta_tag, 2, jnp.where(size >= early_threshold * rule.h0, 1, 0))

@@ -35,21 +35,26 @@ measured with far less Monte Carlo noise than independent runs would give.
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import overload
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._affine import Affine
-from ._calcium import AbstractCalcium
-from ._custom_types import Array, ArrayLike, Key
-from ._early_phase import GraupnerBrunel2012
+from .._calcium import AbstractCalcium
+from .._custom_types import Array, ArrayLike, Key
+from .._programs import stored_jit
+from .._progress import in_chunks
+from .._protocols import Protocol
+from .._spikes import Spikes, tick_count, to_spikes
+from .._validation import check_finite, checked
+from ..rules._abstract import AbstractRule
+from ..rules._affine import Affine
+from ..rules._gb2012 import GraupnerBrunel2012
+from ..solvers._loop import event_loop
+from ..solvers._scan import ScanSolution
 from ._fixed_point import FixedPoint
-from ._loop import event_loop
-from ._programs import stored_jit
-from ._progress import in_chunks
-from ._protocols import Protocol
 from ._rounding import (
     RANDOM_ROUNDINGS,
     SOURCE_BITS,
@@ -58,10 +63,6 @@ from ._rounding import (
     counter_uniform,
     straight_through,
 )
-from ._rule import AbstractRule
-from ._scan import ScanSolution
-from ._spikes import Spikes, tick_count, to_spikes
-from ._validation import check_finite, checked
 
 THRESHOLD_TIMES = ("integrate", "sample")
 ROUNDING_STREAM = 2**32 - 1
@@ -157,6 +158,11 @@ class BSS2(eqx.Module):
             )
         return m
 
+    @property
+    def precision(self) -> str:
+        """The weights' number format in words: "8-bit", "16-bit", ..., or "float"."""
+        return "float" if self.state is None else f"{self.state.total_bits}-bit"
+
     def hardware_time(self, biological_ms) -> float | Array:
         """Wall-clock time (ms) the chip needs for `biological_ms` of emulated biological time."""
         return biological_ms / self.speedup
@@ -185,11 +191,11 @@ class BSS2(eqx.Module):
         full = self.weight.max_code * self.weight.step
         return self.weight.codes(full * (1 + (rule.b - 1) * rho) / rule.b)
 
-    def cadc(self, value: Array, full_scale: Array, normal: Array | None) -> Array:
+    def cadc(self, value: ArrayLike, full_scale: ArrayLike, normal: Array | None) -> Array:
         """A column-ADC read of `value` with `full_scale` at the top code (`cadc_bits` bits, `read_noise` LSB of
         Gaussian noise with `normal`, None: noise-free); straight-through gradients through the quantisation."""
-        levels = 2**self.cadc_bits - 1
-        x = value / full_scale * levels
+        levels, full_scale = 2**self.cadc_bits - 1, jnp.asarray(full_scale)
+        x = jnp.asarray(value) / full_scale * levels
         noisy = x if normal is None else x + self.read_noise * normal
         return straight_through(noisy, jnp.clip(jnp.round(noisy), 0, levels)) / levels * full_scale
 
@@ -272,6 +278,16 @@ def _as_configs(hardware) -> tuple[BSS2, ...]:
         if len(values) > 1:
             raise ValueError(f"configurations run together share one analog substrate: {name} differs ({sorted(values)})")
     return configs
+
+
+@overload
+def solve_hardware(rule: AbstractRule, spikes: Spikes, rho0: ArrayLike, *, hardware: BSS2, key: Key,
+                   record_every: int | None = None, chunk: int = 100) -> ScanSolution: ...
+
+
+@overload
+def solve_hardware(rule: AbstractRule, spikes: Spikes, rho0: ArrayLike, *, hardware: Sequence[BSS2], key: Key,
+                   record_every: int | None = None, chunk: int = 100) -> tuple[ScanSolution, ...]: ...
 
 
 def solve_hardware(

@@ -19,7 +19,7 @@ mode, as in google/aqt.
 import jax
 import jax.numpy as jnp
 
-from ._custom_types import Array, Key
+from .._custom_types import Array, Key
 
 ROUNDINGS = ("nearest", "floor", "stochastic", "hardware")
 RANDOM_ROUNDINGS = ("stochastic", "hardware")
@@ -74,6 +74,8 @@ def round_steps(v: Array, rounding: str, uniform: Array | None = None, random_bi
         return jnp.round(v)
     if rounding == "floor":
         return jnp.floor(v)
+    if uniform is None:
+        raise ValueError(f"round_steps: {rounding!r} rounding needs uniform= (U[0, 1) numbers of v's shape)")
     low = jnp.floor(v)
     frac = v - low
     if rounding == "stochastic":
@@ -89,7 +91,7 @@ def draw_uniform(rounding: str, shape, dtype, key: Key | None, uniform: Array | 
         return None
     if (key is None) == (uniform is None):
         raise ValueError(f"{owner}: {rounding} rounding needs exactly one of key= or uniform= (U[0, 1) numbers)")
-    if uniform is not None:
+    if key is None:
         return jnp.broadcast_to(jnp.asarray(uniform, dtype), shape)
     return jax.random.uniform(key, shape, dtype)
 

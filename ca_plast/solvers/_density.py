@@ -77,13 +77,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._affine import Affine
-from ._custom_types import Array, Float
-from ._early_phase import GraupnerBrunel2012
+from .._custom_types import Array, Float
+from .._spikes import END, POST, PRE, Spikes, event_sequence, without_ticks
+from .._validation import checked
+from ..rules._affine import Affine
+from ..rules._gb2012 import GraupnerBrunel2012
 from ._events import check_spikes
 from ._loop import tree_where
-from ._spikes import END, POST, PRE, Spikes, event_sequence, without_ticks
-from ._validation import checked
 
 # `DensitySolution.escaped` above this (probability mass) is an error of the public entry points. In
 # float32 the bookkeeping itself carries the FFT's rounding, about 1e-7 per event.
@@ -434,5 +434,6 @@ def _slots(intervals: Array, kinds: Array, active: Array, per_slot: int) -> tupl
     inside = [jnp.sum(jax.lax.stop_gradient(padded[0][per_slot - 1 - phase:][:length]).reshape(slots, per_slot)[:, :-1])
               for phase in range(per_slot)]
     begin = per_slot - 1 - jnp.argmin(jnp.stack(inside))
-    return tuple(jax.lax.dynamic_slice_in_dim(x, begin, length).reshape(slots, per_slot) for x in padded)
+    intervals, kinds, active = (jax.lax.dynamic_slice_in_dim(x, begin, length).reshape(slots, per_slot) for x in padded)
+    return intervals, kinds, active
 

@@ -18,9 +18,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._calcium import AbstractCalcium
-from ._custom_types import Array, CalciumState, Int
-from ._spikes import GRID, POST, PRE, Spikes, event_sequence
+from .._calcium import AbstractCalcium
+from .._custom_types import Array, CalciumState, Int
+from .._spikes import GRID, POST, PRE, Spikes, event_sequence
 
 Carry = Any
 
@@ -66,8 +66,8 @@ def event_loop(
         carry = interval(carry, state, s, index)
         state = calcium.decay(state, s)
         if at_grid is not None:
-            on_grid = kind == GRID
-            carry = jax.lax.cond(on_grid, lambda c: at_grid(c, state, g), lambda c: c, carry)
+            on_grid, act_at = kind == GRID, at_grid
+            carry = jax.lax.cond(on_grid, lambda c: act_at(c, state, g), lambda c: c, carry)
             g = g + on_grid.astype(g.dtype)
         out = None if record is None else record(carry, state)
         state = tree_where(act & (kind == PRE), calcium.on_pre(state), state)

@@ -28,12 +28,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._calcium import AbstractCalcium
+from .._custom_types import Array, ArrayLike
+from .._fields import to_array
+from .._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, Bound, check_fields
+from ._abstract import AbstractRule
 from ._affine import Affine
-from ._calcium import AbstractCalcium
-from ._custom_types import Array
-from ._fields import to_array
-from ._rule import AbstractRule
-from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, Bound, check_fields
 
 
 class Shouval2002(AbstractRule):
@@ -68,11 +68,11 @@ class Shouval2002(AbstractRule):
     def __check_init__(self):
         check_fields(self)
 
-    def omega(self, c: Array) -> Array:
+    def omega(self, c: ArrayLike) -> Array:
         """Omega(c): the weight calcium `c` drives towards (times lambda_)."""
         return 0.25 + jax.nn.sigmoid(self.beta_p * (c - self.alpha_p)) - 0.25 * jax.nn.sigmoid(self.beta_d * (c - self.alpha_d))
 
-    def eta(self, c: Array) -> Array:
+    def eta(self, c: ArrayLike) -> Array:
         """eta(c) = 1 / (P1 / (P2 + c^P3) + P4), per ms."""
         return 1 / (self.P1 / (self.P2 + jnp.maximum(c, 0.0) ** self.P3) + self.P4)
 
@@ -118,7 +118,7 @@ class Shouval2002(AbstractRule):
         return eta, eta * self.omega(c)
 
     @property
-    def rate_scales(self) -> tuple[float, ...]:
+    def rate_scales(self) -> tuple[ArrayLike, ...]:
         """The largest eta is 1 / P4 (high calcium); Omega is at most 1."""
         return 1 / self.P4, 1 / self.P4
 

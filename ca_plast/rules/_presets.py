@@ -11,8 +11,8 @@ import csv
 import functools
 from importlib import resources
 
-from ._calcium import LinearCalcium
-from ._early_phase import GraupnerBrunel2012
+from .._calcium import LinearCalcium
+from ._gb2012 import GraupnerBrunel2012
 
 _ROWS = {
     "DP": "DP",

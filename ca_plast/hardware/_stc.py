@@ -47,16 +47,16 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._affine import safe_sqrt
+from .._custom_types import Array, ArrayLike, Key
+from .._lif import LeakyIntegrateAndFire
+from .._spikes import Spikes, interval
+from .._validation import checked
+from ..rules._affine import safe_sqrt
+from ..rules._lt2021 import LuboeinskiTetzlaff2021, STCState, STCStats
+from ..solvers._stc import RECORD, STCSolution, check_spare, event_effects, stc_events, stc_solution
 from ._bss2 import BSS2, READ_STREAM, ROUNDING_STREAM, normal_when
-from ._custom_types import Array, Key
 from ._fixed_point import FixedPoint
-from ._lif import LeakyIntegrateAndFire
-from ._multiscale import RECORD, STCSolution, check_spare, event_effects, stc_events, stc_solution
 from ._rounding import RANDOM_ROUNDINGS, counter_uniform
-from ._spikes import Spikes, interval
-from ._stc import LuboeinskiTetzlaff2021, STCState, STCStats
-from ._validation import checked
 
 BSS2_STC = BSS2(state=FixedPoint(16, 15), rounding="stochastic", period=100.0)
 """The STC configuration of `ca-plast stc --hardware bss2`: 16-bit state, stochastic rounding,
@@ -116,7 +116,7 @@ def _written_weight(rule: LuboeinskiTetzlaff2021, hardware: BSS2, state: STCStat
     return codes * hardware.weight.step * (rule.h_max + rule.h0) / hardware.weight.max_value
 
 
-def stc_ppu_increment(rule: LuboeinskiTetzlaff2021, state: STCState, T_p: Array, T_d: Array, period: float,
+def stc_ppu_increment(rule: LuboeinskiTetzlaff2021, state: STCState, T_p: ArrayLike, T_d: ArrayLike, period: ArrayLike,
                       normal: Array | None) -> STCState:
     """One explicit PPU step of (h, p, z) over `period` ms, given the times above threshold (ms).
 
@@ -127,7 +127,8 @@ def stc_ppu_increment(rule: LuboeinskiTetzlaff2021, state: STCState, T_p: Array,
     before the step. Increments in mV, protein units and late-weight units.
     """
     h, p, z = state.h, state.p, state.z
-    pro, ltp, ltd = rule._flags(h - rule.h0)
+    T_p, T_d, period = jnp.asarray(T_p), jnp.asarray(T_d), jnp.asarray(period)
+    pro, ltp, ltd = rule.flags(h - rule.h0)
     dh = (rule.leak * (rule.h0 - h) * period + rule.gamma_p * (rule.h_max - h) * T_p - rule.gamma_d * h * T_d) / rule.tau_h
     if normal is not None:
         dh = dh + rule.sigma_pl * safe_sqrt((T_p + T_d) / rule.tau_h) * normal
@@ -144,6 +145,8 @@ def _check(hardware, spikes: Spikes, key) -> int:
         raise ValueError(f"solve_stc_hardware: the state format must be signed (z in [-0.5, 1]), got {hardware.state!r}")
     if key is None and hardware.state is not None and hardware.rounding in RANDOM_ROUNDINGS:
         raise ValueError(f"solve_stc_hardware: {hardware.rounding!r} rounding needs a key (pass key=...)")
+    if key is None and hardware.state is not None and hardware.read_noise > 0:
+        raise ValueError(f"solve_stc_hardware: read_noise={hardware.read_noise!r} needs a key (pass key=...)")
     return hardware.steps_per_period(spikes.unit)
 
 
@@ -192,6 +195,7 @@ def solve_stc_hardware(
     period = jnp.asarray(hardware.period, dtype)
     random_rounding = fmt is not None and hardware.rounding in RANDOM_ROUNDINGS
     read_noise = fmt is not None and hardware.read_noise > 0
+    seeds = read_key = None
     if key is not None:
         seeds = jax.random.bits(jax.random.fold_in(key, ROUNDING_STREAM), (2, _flat(start).shape[0]), jnp.uint32)
         read_key = jax.random.fold_in(key, READ_STREAM)
@@ -206,14 +210,18 @@ def solve_stc_hardware(
         else:
             noise = None
             if read_noise:
+                assert read_key is not None  # _check: noisy reads need a key
                 draws = jax.random.normal(jax.random.fold_in(read_key, k), (2, *shape), dtype)
                 noise = (draws[0], draws[1])
             T_p, T_d = hardware.read_times(rule, T_p, T_d, c, period, noise)
             delta = _store(rule, stc_ppu_increment(rule, state, T_p, T_d, period, normal))
-            uniform = counter_uniform(seeds, k, dtype) if random_rounding else None
+            uniform = None
+            if random_rounding:
+                assert seeds is not None  # _check: random rounding needs a key
+                uniform = counter_uniform(seeds, k, dtype)
             new = _unflat(fmt.accumulate(_flat(stored), _flat(delta), hardware.rounding, uniform=uniform,
                                          random_bits=hardware.random_bits), stored)
-        pro, ltp, ltd = rule._flags(state.h - rule.h0)
+        pro, ltp, ltd = rule.flags(state.h - rule.h0)
         h = _value(rule, new).h
         piece = STCStats(time_pro=period * pro, time_tag_ltp=period * ltp, time_tag_ltd=period * ltd, h_max=h, h_min=h)
         return new, _written_weight(rule, hardware, _value(rule, new)), stats.then(piece)
@@ -267,7 +275,7 @@ def solve_stc_hardware(
     zero = jnp.zeros(shape, dtype)
     lif = None if neuron is None else neuron.init()
     first = _value(rule, stored0)
-    init = (calcium.init() + zero, stored0, _written_weight(rule, hardware, first), zero, zero,
+    init = (calcium.rest(zero.shape), stored0, _written_weight(rule, hardware, first), zero, zero,
             jnp.ones((), jnp.int32), lif, STCStats.start(first.h), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
             jnp.zeros((), dtype))
     length = n_events + (0 if neuron is None else int(max_post_spikes))

@@ -16,12 +16,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._calcium import AbstractCalcium
+from .._custom_types import Array, ArrayLike
+from .._fields import to_array
+from .._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, UNIT_INTERVAL, Bound, check_fields
+from ._abstract import AbstractRule
 from ._affine import Affine, safe_sqrt, threshold_drive
-from ._calcium import AbstractCalcium
-from ._custom_types import Array
-from ._fields import to_array
-from ._rule import AbstractRule
-from ._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, UNIT_INTERVAL, Bound, check_fields
 
 
 class GraupnerBrunel2012(AbstractRule):
@@ -121,13 +121,14 @@ class GraupnerBrunel2012(AbstractRule):
         return drift / self.tau + noise
 
 
-def population_ratio(rule: GraupnerBrunel2012, rho_from_down: Array, rho_from_up: Array) -> tuple[Array, Array]:
+def population_ratio(rule: GraupnerBrunel2012, rho_from_down: ArrayLike, rho_from_up: ArrayLike) -> tuple[Array, Array]:
     """Change ratio and its standard error from simulated synapses (GB2012 readout).
 
     `rho_from_down` / `rho_from_up`: final rho of synapses that started at 0 / at 1. UP means
     rho > rho_star. U and D are binomial estimates; the ratio is linear in them, so its
     standard error follows exactly from theirs.
     """
+    rho_from_down, rho_from_up = jnp.asarray(rho_from_down), jnp.asarray(rho_from_up)
     up = jnp.mean(rho_from_down > rule.rho_star, dtype=rho_from_down.dtype)
     down = jnp.mean(rho_from_up <= rule.rho_star, dtype=rho_from_up.dtype)
     var_up = up * (1 - up) / rho_from_down.size

@@ -15,12 +15,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._affine import Affine
-from ._custom_types import Array, ArrayLike, Float, Key
+from .._custom_types import Array, ArrayLike, Float, Key
+from .._spikes import Spikes, tick_count
+from .._validation import check_finite, checked
+from ..rules._abstract import AbstractRule
+from ..rules._affine import Affine
 from ._loop import event_loop
-from ._rule import AbstractRule
-from ._spikes import Spikes, tick_count
-from ._validation import check_finite, checked
 
 
 class ScanSolution(eqx.Module):
