@@ -133,7 +133,7 @@ def main() -> None:
         print(f"{label:<26}{cells}{'yes' if row['matches_float'] else 'no':>7}{row['cost_vs_float']:>8.1f}")
         if label in configs and configs[label].state is not None:
             hw = configs[label]
-            order.append(((-hw.period, hw.state.total_bits, hw.rounding != "nearest"), label))
+            order.append(((-hw.period, hw.state.total_bits, str(hw.rounding) != "nearest"), label))
     for _, label in sorted(order):
         if rows[label]["matches_float"]:
             choice = label

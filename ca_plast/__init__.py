@@ -50,7 +50,12 @@ from ._validation import Bound as Bound, check_fields as check_fields
 from .hardware import (
     BSS2 as BSS2,
     BSS2_STC as BSS2_STC,
+    AbstractRounding as AbstractRounding,
     FixedPoint as FixedPoint,
+    Floor as Floor,
+    HardwareRounding as HardwareRounding,
+    Nearest as Nearest,
+    Stochastic as Stochastic,
     grid_population_ratio as grid_population_ratio,
     hardware_populations as hardware_populations,
     hardware_prediction as hardware_prediction,

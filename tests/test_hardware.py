@@ -71,7 +71,7 @@ def test_hardware_recipe_truncates_below_its_random_bits(getkey):
         p_up = np.floor(256 * frac) / 256  # adds 8 random low bits, then truncates
         assert abs(values.mean() / q - p_up) < 4 * np.sqrt(max(p_up * (1 - p_up), 1e-12) / N_DRAWS) + 1e-12
     # with 4 random bits, increments below 1/16 of a step vanish
-    assert np.all(np.asarray(Q8.quantise(jnp.full(1000, q / 20), "hardware", key=getkey(), random_bits=4)) == 0)
+    assert np.all(np.asarray(Q8.quantise(jnp.full(1000, q / 20), cp.HardwareRounding(random_bits=4), key=getkey())) == 0)
 
 
 def test_nearest_is_deterministic(getkey):
@@ -159,6 +159,26 @@ def test_float_program_is_the_scan_solver(dp, getkey):
                                          chunk=7)
     grad_scan = jax.grad(total, argnums=1)(cp.solve_scan, jnp.asarray(1.3), chunk=2)
     assert np.isfinite(grad_hw) and np.isclose(grad_hw, grad_scan, rtol=1e-9)
+
+
+class _HalfUp(cp.AbstractRounding):
+    """A rounding of one's own: ties away from zero's floor, floor(v + 1/2)."""
+
+    def round(self, v, uniform=None):
+        return jnp.floor(jax.lax.stop_gradient(v) + 0.5)
+
+
+def test_a_rounding_of_ones_own_runs_wherever_a_rounding_is_asked_for(dp, getkey):
+    x = jnp.array([0.5, 1.5, 2.5, -0.5, 0.3, 0.7]) / 128  # ties (where nearest goes to even) and non-ties
+    np.testing.assert_array_equal(np.asarray(Q8.quantise(x, _HalfUp())), np.floor(np.asarray(x) * 128 + 0.5) / 128)
+    np.testing.assert_array_equal(np.asarray(Q8.quantise(x, "nearest")), np.asarray(Q8.quantise(x, cp.Nearest())))
+    # Through the emulation (noise off): as nearest, except on exact ties (at most one LSB apart).
+    spikes = cp.to_spikes(cp.pairs(10.0, 5, 1.0), unit=0.1)
+    rho0 = jnp.array([0.0, 0.3, 0.7, 1.0])
+    own, nearest = (cp.solve_hardware(_quiet(dp), spikes, rho0, hardware=cp.BSS2(rounding=r, period=1.0), key=getkey()).rho
+                    for r in (_HalfUp(), cp.Nearest()))
+    assert np.max(np.abs(np.asarray(own) - np.asarray(nearest))) <= 1 / 128
+    assert str(cp.BSS2(rounding=_HalfUp()).rounding) == "custom"
 
 
 def _run_pairs(rule, dt, rho0, config, key, record_every=None):
@@ -420,12 +440,12 @@ def test_bad_hardware_settings(dp, getkey):
     for period in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="period must be a finite number > 0 ms"):
             cp.BSS2(period=period)
-    with pytest.raises(ValueError, match="rounding must be one of"):
+    with pytest.raises(ValueError, match="rounding must be an AbstractRounding or one of"):
         cp.BSS2(rounding="up")
     with pytest.raises(ValueError, match="threshold_time must be one of"):
         cp.BSS2(threshold_time="guess")
     with pytest.raises(ValueError, match="random_bits"):
-        cp.BSS2(random_bits=9)
+        cp.HardwareRounding(random_bits=9)
     spikes = cp.to_spikes(cp.pairs(10.0, 2, 5.0), unit=0.3)
     with pytest.raises(ValueError, match=r"update period 1.0 ms is not a whole multiple of the solver step 0.3 ms"):
         cp.solve_hardware(dp, spikes, jnp.zeros(2), hardware=cp.BSS2(period=1.0), key=getkey())

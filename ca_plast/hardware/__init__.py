@@ -15,6 +15,11 @@ from ._fixed_point import (
     FixedPoint as FixedPoint,
 )
 from ._rounding import (
+    AbstractRounding as AbstractRounding,
+    Floor as Floor,
+    HardwareRounding as HardwareRounding,
+    Nearest as Nearest,
+    Stochastic as Stochastic,
     stochastic_round as stochastic_round,
     straight_through as straight_through,
 )

@@ -55,14 +55,7 @@ from ..rules._gb2012 import GraupnerBrunel2012
 from ..solvers._loop import event_loop
 from ..solvers._scan import ScanSolution
 from ._fixed_point import FixedPoint
-from ._rounding import (
-    RANDOM_ROUNDINGS,
-    SOURCE_BITS,
-    check_random_bits,
-    check_rounding,
-    counter_uniform,
-    straight_through,
-)
+from ._rounding import AbstractRounding, Stochastic, counter_uniform, straight_through, to_rounding
 
 THRESHOLD_TIMES = ("integrate", "sample")
 ROUNDING_STREAM = 2**32 - 1
@@ -81,8 +74,9 @@ class BSS2(eqx.Module):
       arithmetic with the exact update (the float reference);
     - `offset`: the PPU stores `rho - offset` in `state`; 0.5 centres GB2012's stable states
       0 and 1 in the signed format (range [-0.5, 1.5) at 8 bits), so neither saturates;
-    - `rounding`: "nearest", "floor", "stochastic" or "hardware" (add `random_bits` random
-      low bits from an 8-bit source, then truncate);
+    - `rounding`: an `AbstractRounding`: `Nearest()`, `Floor()`, `Stochastic()` or
+      `HardwareRounding(random_bits)` (add `random_bits` random low bits from an 8-bit
+      source, then truncate), or its name ("nearest", "floor", "stochastic", "hardware");
     - `period`: PPU update period in ms of biological time, a multiple of the solver step;
     - `threshold_time`: how the PPU learns the time calcium spent above each threshold
       during a period: "integrate" (analog integrators read through the CADC) or
@@ -108,8 +102,8 @@ class BSS2(eqx.Module):
 
     state: FixedPoint | None = FixedPoint(8, 7)
     offset: float = _static(0.5)
-    rounding: str = _static("stochastic")
-    random_bits: int = _static(SOURCE_BITS)
+    rounding: AbstractRounding = eqx.field(static=True, default=Stochastic(),
+                                           converter=lambda value: to_rounding("BSS2", value))
     period: float = _static(10.0)
     threshold_time: str = _static("integrate")
     cadc_bits: int = _static(8)
@@ -124,8 +118,6 @@ class BSS2(eqx.Module):
     def __check_init__(self):
         if self.state is not None and not isinstance(self.state, FixedPoint):
             raise ValueError(f"BSS2: state must be a FixedPoint format or None (float), got {self.state!r}")
-        check_rounding("BSS2", self.rounding)
-        check_random_bits("BSS2", self.random_bits)
         if not (isinstance(self.offset, (int, float)) and np.isfinite(self.offset)):
             raise ValueError(f"BSS2: offset must be a finite number, got {self.offset!r}")
         _check_number("period", self.period, " ms", positive=True)
@@ -344,7 +336,7 @@ def solve_hardware(
     grid = jnp.minimum((jnp.arange(n_periods) + 1) * m, n_steps)
     unit_ = jnp.asarray(spikes.unit, dtype)
     exact = any(c.state is None for c in configs)
-    random_rounding = any(c.state is not None and c.rounding in RANDOM_ROUNDINGS for c in configs)
+    random_rounding = any(c.state is not None and c.rounding.random for c in configs)
     read_noise = any(c.read_noise > 0 for c in configs)
     n_rates = len(rule.rates(jnp.zeros((), dtype)))
     round_seeds = jax.random.bits(jax.random.fold_in(key, ROUNDING_STREAM), (2, *rho_flat.shape), jnp.uint32)
@@ -381,8 +373,7 @@ def solve_hardware(
                 continue
             read = config.read_integrals(rule, integrals, c, elapsed, noise if config.read_noise > 0 else None)
             delta = rule.increment(rho + config.offset, read, elapsed, normal)
-            new.append(config.state.accumulate(rho, delta, config.rounding, uniform=uniform,
-                                               random_bits=config.random_bits))
+            new.append(config.state.accumulate(rho, delta, config.rounding, uniform=uniform))
         # Periods past the protocol's end (padding of a batch) have no length: nothing happens in them.
         new = tuple(jnp.where(elapsed > 0, a, b) for a, b in zip(new, rhos))
         return new, empty(), totals

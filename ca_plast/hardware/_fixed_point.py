@@ -9,15 +9,8 @@ integers (`FixedPoint(6, 0, signed=False)`: 0..63), as on BrainScaleS-2.
 import equinox as eqx
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key
-from ._rounding import (
-    SOURCE_BITS,
-    check_random_bits,
-    check_rounding,
-    draw_uniform,
-    round_steps,
-    straight_through,
-)
+from .._custom_types import Array, ArrayLike, Key
+from ._rounding import AbstractRounding, draw_uniform, straight_through, to_rounding
 
 MAX_BITS = 31
 
@@ -80,36 +73,34 @@ class FixedPoint(eqx.Module):
 
     def quantise(
         self,
-        x: Array,
-        rounding: str = "nearest",
+        x: ArrayLike,
+        rounding: AbstractRounding | str = "nearest",
         *,
         key: Key | None = None,
-        uniform: Array | None = None,
-        random_bits: int = SOURCE_BITS,
+        uniform: ArrayLike | None = None,
         mask_gradient: bool = False,
     ) -> Array:
         """`x` rounded onto the format's grid and brought into its range (values, not codes).
 
-        `rounding`: "nearest", "floor", "stochastic" or "hardware" (see `ca_plast.hardware._rounding`).
+        `rounding`: an `AbstractRounding` (`Nearest()`, `Floor()`, `Stochastic()`,
+        `HardwareRounding(random_bits)`) or its name ("nearest", "floor", "stochastic", "hardware").
         The random roundings need exactly one of `key` (keyword-only) or `uniform` (U[0, 1)
         numbers of `x`'s shape, e.g. from a hardware-like source). Gradient: straight-through
         identity; with `mask_gradient`, zero outside [min_value, max_value].
         """
-        check_rounding("FixedPoint.quantise", rounding)
-        check_random_bits("FixedPoint.quantise", random_bits)
+        rounding = to_rounding("FixedPoint.quantise", rounding)
         x = jnp.asarray(x, jnp.result_type(x, float))
         u = draw_uniform(rounding, x.shape, x.dtype, key, uniform, "FixedPoint.quantise")
-        return self._finish(x, round_steps(x / self.step, rounding, u, random_bits), mask_gradient)
+        return self._finish(x, rounding.round(x / self.step, u), mask_gradient)
 
     def accumulate(
         self,
-        x: Array,
-        delta: Array,
-        rounding: str = "nearest",
+        x: ArrayLike,
+        delta: ArrayLike,
+        rounding: AbstractRounding | str = "nearest",
         *,
         key: Key | None = None,
-        uniform: Array | None = None,
-        random_bits: int = SOURCE_BITS,
+        uniform: ArrayLike | None = None,
         mask_gradient: bool = False,
     ) -> Array:
         """`x + delta` in this format, for `x` already on the grid: what a processor's update does.
@@ -120,16 +111,15 @@ class FixedPoint(eqx.Module):
         Equal to `quantise(x + delta, ...)` except for the tie-breaking of `nearest`.
         Gradient: straight-through identity with respect to both `x` and `delta`.
         """
-        check_rounding("FixedPoint.accumulate", rounding)
-        check_random_bits("FixedPoint.accumulate", random_bits)
+        rounding = to_rounding("FixedPoint.accumulate", rounding)
         x = jnp.asarray(x, jnp.result_type(x, delta, float))
         delta = jnp.asarray(delta, x.dtype)
         shape = jnp.broadcast_shapes(x.shape, delta.shape)
         u = draw_uniform(rounding, shape, x.dtype, key, uniform, "FixedPoint.accumulate")
-        n = jnp.round(x / self.step) + round_steps(delta / self.step, rounding, u, random_bits)
+        n = jnp.round(x / self.step) + rounding.round(delta / self.step, u)
         return self._finish(x + delta, n, mask_gradient)
 
-    def codes(self, x: Array) -> Array:
+    def codes(self, x: ArrayLike) -> Array:
         """Integer codes (int32) of the values `x`, rounded to nearest and brought into range."""
         x = jnp.asarray(x, jnp.result_type(x, float))
         return self._in_range(jnp.round(x / self.step)).astype(jnp.int32)

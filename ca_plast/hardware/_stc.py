@@ -56,7 +56,7 @@ from ..rules._lt2021 import LuboeinskiTetzlaff2021, STCState, STCStats
 from ..solvers._stc import RECORD, STCSolution, check_spare, event_effects, stc_events, stc_solution
 from ._bss2 import BSS2, READ_STREAM, ROUNDING_STREAM, normal_when
 from ._fixed_point import FixedPoint
-from ._rounding import RANDOM_ROUNDINGS, counter_uniform
+from ._rounding import counter_uniform
 
 BSS2_STC = BSS2(state=FixedPoint(16, 15), rounding="stochastic", period=100.0)
 """The STC configuration of `ca-plast stc --hardware bss2`: 16-bit state, stochastic rounding,
@@ -143,8 +143,8 @@ def _check(hardware, spikes: Spikes, key) -> int:
         raise ValueError(f"solve_stc_hardware: hardware must be a BSS2 configuration, got {hardware!r}")
     if hardware.state is not None and not hardware.state.signed:
         raise ValueError(f"solve_stc_hardware: the state format must be signed (z in [-0.5, 1]), got {hardware.state!r}")
-    if key is None and hardware.state is not None and hardware.rounding in RANDOM_ROUNDINGS:
-        raise ValueError(f"solve_stc_hardware: {hardware.rounding!r} rounding needs a key (pass key=...)")
+    if key is None and hardware.state is not None and hardware.rounding.random:
+        raise ValueError(f"solve_stc_hardware: {hardware.rounding} rounding needs a key (pass key=...)")
     if key is None and hardware.state is not None and hardware.read_noise > 0:
         raise ValueError(f"solve_stc_hardware: read_noise={hardware.read_noise!r} needs a key (pass key=...)")
     return hardware.steps_per_period(spikes.unit)
@@ -193,7 +193,7 @@ def solve_stc_hardware(
     shape = jnp.shape(start.h)
     n_events = events.length.shape[0]
     period = jnp.asarray(hardware.period, dtype)
-    random_rounding = fmt is not None and hardware.rounding in RANDOM_ROUNDINGS
+    random_rounding = fmt is not None and hardware.rounding.random
     read_noise = fmt is not None and hardware.read_noise > 0
     seeds = read_key = None
     if key is not None:
@@ -219,8 +219,7 @@ def solve_stc_hardware(
             if random_rounding:
                 assert seeds is not None  # _check: random rounding needs a key
                 uniform = counter_uniform(seeds, k, dtype)
-            new = _unflat(fmt.accumulate(_flat(stored), _flat(delta), hardware.rounding, uniform=uniform,
-                                         random_bits=hardware.random_bits), stored)
+            new = _unflat(fmt.accumulate(_flat(stored), _flat(delta), hardware.rounding, uniform=uniform), stored)
         pro, ltp, ltd = rule.flags(state.h - rule.h0)
         h = _value(rule, new).h
         piece = STCStats(time_pro=period * pro, time_tag_ltp=period * ltp, time_tag_ltd=period * ltd, h_max=h, h_min=h)
