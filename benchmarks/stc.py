@@ -69,7 +69,7 @@ def worker(config: dict) -> dict:
     protocols = [p for name in names for p in cp.stc_protocols(name, trials, seed=1, poisson=True, settle=SETTLE_MS)]
     spikes = cp.to_spikes(protocols, unit=1.0)
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(np.arange(len(protocols)))
-    args = (rule, neuron, spikes, keys, 30_000.0, 64)
+    args = (rule, neuron, spikes, keys, 30_000.0, 64, False)  # False: one synapse per trial
     before = _rss_mb()
     start = time.perf_counter()
     compiled = _batched.lower(*args).compile()

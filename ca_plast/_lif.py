@@ -21,9 +21,8 @@ import jax.numpy as jnp
 
 from ._custom_types import Array, Bool
 from ._fields import to_array
+from ._roots import bisect
 from ._validation import FINITE, NONNEGATIVE_MS, POSITIVE_MS, Bound, check_fields, traced
-
-_BISECTIONS = 60
 
 
 def _relative_expm1(a: Array) -> Array:
@@ -140,18 +139,7 @@ class LeakyIntegrateAndFire(eqx.Module):
         # loop sees no traced gradients, the Newton step below supplies the derivative.
         frozen = jax.lax.stop_gradient((self, V0, I))
 
-        def searching(bracket):
-            return bracket[2] & (bracket[3] < _BISECTIONS)
-
-        def bisect(bracket):
-            lo, hi, active, count = bracket
-            mid = (lo + hi) / 2
-            above = gap(mid, *frozen) >= 0
-            return jnp.where(above, lo, mid), jnp.where(above, mid, hi), active, count + 1
-
-        bracket = jax.lax.stop_gradient((lo, hi, fires & ~at_start))
-        _, u, _, _ = jax.lax.while_loop(searching, bisect, (*bracket, jnp.zeros((), jnp.int32)))
-        u = jax.lax.stop_gradient(u)
+        _, u = bisect(lambda u: gap(u, *frozen), lo, hi, fires & ~at_start)
         V_u, I_u = self._free(V0, I, u)
         slope = (self.R * I_u - (V_u - self.V_rest)) / self.tau_mem
         steep = slope > 1e-12

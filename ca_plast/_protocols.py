@@ -10,6 +10,8 @@ import dataclasses
 
 import numpy as np
 
+from ._validation import whole_number
+
 _MS_PER_S = 1000.0
 
 
@@ -62,9 +64,7 @@ class Protocol:
 
 
 def _check_count(name: str, n) -> int:
-    if int(n) != n or n < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {n!r}")
-    return int(n)
+    return whole_number(None, name, n)
 
 
 def _check_freq(freq: float) -> float:

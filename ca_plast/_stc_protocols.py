@@ -18,6 +18,7 @@ after its onset; pulses past the end are dropped.
 import numpy as np
 
 from ._protocols import Protocol
+from ._validation import whole_number
 
 STC_PROTOCOLS = ("STET", "WTET", "SLFS", "WLFS")
 MS_PER_HOUR = 3_600_000.0
@@ -81,8 +82,7 @@ def stc_protocols(name: str, trials: int, *, seed: int = 0, poisson: bool = Fals
 
     Keyword arguments go to `stc_protocol`.
     """
-    if int(trials) != trials or trials < 1:
-        raise ValueError(f"trials must be a whole number >= 1, got {trials!r}")
+    trials = whole_number(None, "trials", trials)
     if not poisson:
         return [stc_protocol(name, poisson=False, **kwargs)] * int(trials)
     seeds = np.random.SeedSequence(seed).spawn(int(trials))

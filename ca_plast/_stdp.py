@@ -11,6 +11,7 @@ from ._programs import stored_jit
 from ._progress import in_chunks
 from ._protocols import Protocol
 from ._spikes import Spikes, to_spikes, without_ticks
+from ._validation import whole_number
 from .hardware._bss2 import hardware_ratios
 from .rules._abstract import AbstractRule
 from .rules._gb2012 import GraupnerBrunel2012
@@ -24,10 +25,7 @@ METHODS = ("closed-form", "scan", "events", "density")
 
 def _synapses(owner: str, n_synapses) -> int:
     """`n_synapses` as an int, or ValueError unless it is a whole number >= 1."""
-    if isinstance(n_synapses, bool) or not isinstance(n_synapses, (int, np.integer, float)) or n_synapses < 1 \
-            or int(n_synapses) != n_synapses:
-        raise ValueError(f"{owner}: n_synapses must be a whole number >= 1, got {n_synapses!r}")
-    return int(n_synapses)
+    return whole_number(owner, "n_synapses", n_synapses)
 
 
 def scan_ratio(rule: AbstractRule, spikes: Spikes, n_synapses: int, *, key: Key | None) -> tuple[Array, Array]:

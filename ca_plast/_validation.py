@@ -88,6 +88,16 @@ def check_in_range(owner: str, name: str, value, low: float, high: float) -> Non
     check_value(owner, name, value, Bound(low, high))
 
 
+def whole_number(owner: str | None, name: str, value, minimum: int = 1, of: str = "") -> int:
+    """`value` as an int; ValueError "owner: name must be a whole number[ of ...] >= minimum, got
+    value" unless it is one (booleans, strings and non-finite numbers are refused too)."""
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not (number and math.isfinite(value) and int(value) == value and value >= minimum):
+        prefix = "" if owner is None else f"{owner}: "
+        raise ValueError(f"{prefix}{name} must be a whole number{of} >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def check_fields(module: eqx.Module) -> None:
     """Check every field named in `type(module).BOUNDS` (for `__check_init__`)."""
     owner = type(module).__name__

@@ -80,6 +80,7 @@ from ca_plast._limits import check_memory, check_seed, simulation_bytes
 from ca_plast._output import write_file
 from ca_plast._progress import Progress
 from ca_plast._spikes import without_ticks
+from ca_plast._validation import whole_number
 
 from ._datasets import Dataset
 from ._losses import LOSSES, METHODS, checked_prediction, chi2, density_prediction, predict
@@ -197,7 +198,7 @@ class Refinement:
 
     def __post_init__(self):
         for name in ("steps", "synapses", "validation_synapses"):
-            _check_whole(f"refinement {name}", getattr(self, name), 1)
+            whole_number("fit", f"refinement {name}", getattr(self, name), 1)
         _check_positive("refinement learning_rate", self.learning_rate)
 
     @property
@@ -294,12 +295,6 @@ def versions() -> dict[str, str]:
     for package in ("jax", "jaxlib", "equinox", "optax", "numpy"):
         found[package] = importlib.metadata.version(package)
     return found
-
-
-def _check_whole(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"fit: {name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_positive(name: str, value) -> float:
@@ -501,12 +496,12 @@ def fit(
         raise ValueError(f"fit: unknown method {method!r}; valid methods: {', '.join(METHODS)}")
     if not isinstance(grid, ca_plast.DensityGrid):
         raise ValueError(f"fit: grid must be a ca_plast.DensityGrid, got {grid!r}")
-    density_steps = _check_whole("density_steps", density_steps, 1)
-    steps = _check_whole("steps", CLOSED_FORM_STEPS[method] if steps is None else steps, 1)
-    n_starts = _check_whole("n_starts", n_starts, 1)
-    patience = _check_whole("patience", patience, 1)
-    pool_factor = _check_whole("pool_factor", pool_factor, 1)
-    checkpoint_every = _check_whole("checkpoint_every", checkpoint_every, 1)
+    density_steps = whole_number("fit", "density_steps", density_steps, 1)
+    steps = whole_number("fit", "steps", CLOSED_FORM_STEPS[method] if steps is None else steps, 1)
+    n_starts = whole_number("fit", "n_starts", n_starts, 1)
+    patience = whole_number("fit", "patience", patience, 1)
+    pool_factor = whole_number("fit", "pool_factor", pool_factor, 1)
+    checkpoint_every = whole_number("fit", "checkpoint_every", checkpoint_every, 1)
     learning_rate = _check_positive("learning_rate", learning_rate)
     halving_steps = _check_positive("halving_steps", halving_steps)
     tol = float(tol)

@@ -30,6 +30,7 @@ import numpy as np
 
 from ca_plast._custom_types import Array, PyTree
 from ca_plast._progress import Progress
+from ca_plast._validation import whole_number
 
 from ._fit import FitResult, Problem
 from ._transforms import FreeParameters, to_bounded
@@ -137,8 +138,7 @@ def sample_posterior(result: FitResult, *, samples: int = 1000, warmup: int = 50
 
     blackjax = _blackjax()
     for name, value, least in (("samples", samples, 1), ("warmup", warmup, 1), ("chains", chains, 1)):
-        if isinstance(value, bool) or int(value) != value or value < least:
-            raise ValueError(f"sample_posterior: {name} must be a whole number >= {least}, got {value!r}")
+        whole_number("sample_posterior", name, value, least)
     if result.hardware is not None:
         raise ValueError("sample_posterior: a fit through hardware emulation has a stochastic loss; sample the float fit")
     likelihood = Likelihood.of(result)

@@ -45,3 +45,15 @@ def test_user_rule_example(capsys):
     assert abs(exact[0] - 1) > 0.05 and abs(exact[1] - 1) > 0.05  # the protocols do change the weight
     chip, _ = cp.hardware_ratios(rule, protocols, namespace["chip"], n_synapses=4, key=key)
     np.testing.assert_allclose(chip, exact, atol=0.03)
+
+
+def test_solve_example_of_the_solvers_page(capsys):
+    """The `solve` example (docs/solvers.md) runs; its three solvers agree within Monte Carlo error."""
+    page = PAGE.parent / "solvers.md"
+    block = next(b for b in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S) if "cp.solve(" in b)
+    exec(compile(block, str(page), "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    means = {line.split()[0]: float(line.split()[1]) for line in lines}
+    assert set(means) == {"Events", "Scan", "Hardware"}
+    # 100 synapses from rho = 0, noise on: the mean final rho has a standard error of about 0.05.
+    assert max(means.values()) - min(means.values()) < 0.2

@@ -1,6 +1,8 @@
 """Event-driven solver: against the scan solver, an independent ODE reference, the closed form,
 finite differences; jit/vmap/key behaviour; bad input."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -102,6 +104,24 @@ def test_deterministic_matches_ode_reference():
     print("max error vs ODE reference (drive_steps 1, 4):", errors)
     assert errors[0] < 1e-6
     assert errors[1] < errors[0] / 8
+
+
+class _DrivenTail(cp.GraupnerBrunel2012):
+    """GB2012 declared as driven below its thresholds: the event solver then takes its (identity) drive in every tail."""
+
+    DRIVEN_BELOW_THRESHOLDS = True
+
+
+def test_skipping_the_tail_drive_of_gb2012_changes_nothing():
+    """GB2012's drive below both thresholds is the identity (with the tail's start clamped to the
+    lower threshold): taking it or skipping it gives the same rho, noise off."""
+    dp = cp.gb2012_preset("DP")
+    driven = _DrivenTail(**{field.name: getattr(dp, field.name) for field in dataclasses.fields(dp)})
+    quiet = {"sigma": 0.0}
+    spikes = cp.to_spikes(DETERMINISTIC_PROTOCOLS[6], unit=0.1)
+    plain = cp.solve_events(dataclasses.replace(dp, **quiet), spikes, RHO0).rho
+    taken = cp.solve_events(dataclasses.replace(driven, **quiet), spikes, RHO0).rho
+    np.testing.assert_allclose(taken, plain, rtol=0, atol=1e-14)
 
 
 def test_long_silent_gaps():

@@ -55,10 +55,9 @@ BSS2_8BIT = dict(mismatch_tau_ca=0.1, mismatch_amplitude=0.1, read_noise=0.5)
 STC = dict(record_every=50.0)  # a whole number of the fine solver's 25-step tiles at 0.5 ms
 
 SOLVERS = {
-    "events": Solver(lambda r, s, k: cp.solve_events(r, s, _w0(r), key=k).rho),
-    "scan": Solver(lambda r, s, k: cp.solve_scan(r, s, _w0(r), key=k, chunk=4).rho),
-    "hardware-8bit": Solver(lambda r, s, k: cp.solve_hardware(
-        r, s, _w0(r), hardware=cp.BSS2(period=1.0, **BSS2_8BIT), key=k).rho),
+    "events": Solver(lambda r, s, k: cp.solve(r, s, _w0(r), cp.Events(), key=k).rho),
+    "scan": Solver(lambda r, s, k: cp.solve(r, s, _w0(r), cp.Scan(chunk=4), key=k).rho),
+    "hardware-8bit": Solver(lambda r, s, k: cp.solve(r, s, _w0(r), cp.Hardware(cp.BSS2(period=1.0, **BSS2_8BIT)), key=k).rho),
     "closed-form": Solver(lambda r, s, k: cp.closed_form_ratio(r, s), rules=("gb2012",), stochastic=False),
     "density": Solver(lambda r, s, k: cp.density_ratio(r, s, cp.DensityGrid(cells_per_unit=40)), rules=("gb2012",),
                       stochastic=False),

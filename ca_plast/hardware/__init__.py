@@ -23,6 +23,9 @@ from ._rounding import (
     stochastic_round as stochastic_round,
     straight_through as straight_through,
 )
+from ._solver import (
+    Hardware as Hardware,
+)
 from ._stc import (
     BSS2_STC as BSS2_STC,
     solve_stc_hardware as solve_stc_hardware,

@@ -47,13 +47,13 @@ from .._custom_types import Array, ArrayLike, Key
 from .._programs import stored_jit
 from .._progress import in_chunks
 from .._protocols import Protocol
-from .._spikes import Spikes, tick_count, to_spikes
-from .._validation import check_finite, checked
+from .._spikes import Spikes, to_spikes
+from .._validation import check_finite, checked, whole_number
 from ..rules._abstract import AbstractRule
 from ..rules._affine import Affine
 from ..rules._gb2012 import GraupnerBrunel2012
-from ..solvers._loop import event_loop
-from ..solvers._scan import ScanSolution
+from ..solvers._loop import event_loop, record_grid
+from ..solvers._solution import Solution
 from ._fixed_point import FixedPoint
 from ._rounding import AbstractRounding, Stochastic, counter_uniform, straight_through, to_rounding
 
@@ -233,31 +233,34 @@ def _check_number(name: str, value, unit: str, *, positive: bool) -> None:
         raise ValueError(f"BSS2: {name} must be a finite number {'> 0' if positive else '>= 0'}{unit}, got {value!r}")
 
 
-def normal_when(active: Array, key: Key, shape: tuple[int, ...], dtype) -> Array:
-    """Standard normals of `shape` from `key` if `active`, else zeros (the noise is then multiplied by 0).
+def normal_when(active: Array, key: Key, index: Array, shape: tuple[int, ...], dtype) -> Array:
+    """Standard normals of `shape` from `fold_in(key, index)` if `active`, else zeros (the noise is
+    then multiplied by 0).
 
-    The draw dominates the cost of a period, and calcium is above threshold in a few percent
-    of periods only. Under `vmap` a plain `cond` with a batched predicate (e.g. one per fit
-    start) would become a select and draw every period; the batching rule here draws
-    whenever any member of the batch is active, with the same numbers as unbatched.
+    The draw (and the key derivation) dominates the cost of a period, and calcium is above
+    threshold in a few percent of periods only. Under `vmap` a plain `cond` with a batched
+    predicate (e.g. one per fit start) would become a select and draw every period; the
+    batching rule here draws whenever any member of the batch is active, with the same numbers
+    as unbatched.
     """
 
-    def draw(k):
-        return jax.random.normal(k, shape, dtype)
+    def draw(key, index):
+        return jax.random.normal(jax.random.fold_in(key, index), shape, dtype)
 
     @jax.custom_batching.custom_vmap
-    def draw_if(active, key):
-        return jax.lax.cond(active, lambda: draw(key), lambda: jnp.zeros(shape, dtype))
+    def draw_if(active, key, index):
+        return jax.lax.cond(active, lambda: draw(key, index), lambda: jnp.zeros(shape, dtype))
 
     @draw_if.def_vmap
-    def _(axis_size, in_batched, active, key):
-        active_batched, key_batched = in_batched
+    def _(axis_size, in_batched, active, key, index):
+        active_batched, key_batched, index_batched = in_batched
         any_active = jnp.any(active) if active_batched else active
-        if key_batched:
-            return jax.lax.cond(any_active, lambda: jax.vmap(draw)(key), lambda: jnp.zeros((axis_size, *shape), dtype)), True
-        return draw_if(any_active, key), False
+        if key_batched or index_batched:
+            batched = jax.vmap(draw, in_axes=(0 if key_batched else None, 0 if index_batched else None))
+            return jax.lax.cond(any_active, lambda: batched(key, index), lambda: jnp.zeros((axis_size, *shape), dtype)), True
+        return draw_if(any_active, key, index), False
 
-    return draw_if(active, key)
+    return draw_if(active, key, index)
 
 
 def _as_configs(hardware) -> tuple[BSS2, ...]:
@@ -274,12 +277,12 @@ def _as_configs(hardware) -> tuple[BSS2, ...]:
 
 @overload
 def solve_hardware(rule: AbstractRule, spikes: Spikes, rho0: ArrayLike, *, hardware: BSS2, key: Key,
-                   record_every: int | None = None, chunk: int = 100) -> ScanSolution: ...
+                   record_every: int | None = None, chunk: int = 100) -> Solution: ...
 
 
 @overload
 def solve_hardware(rule: AbstractRule, spikes: Spikes, rho0: ArrayLike, *, hardware: Sequence[BSS2], key: Key,
-                   record_every: int | None = None, chunk: int = 100) -> tuple[ScanSolution, ...]: ...
+                   record_every: int | None = None, chunk: int = 100) -> tuple[Solution, ...]: ...
 
 
 def solve_hardware(
@@ -291,7 +294,7 @@ def solve_hardware(
     key: Key,
     record_every: int | None = None,
     chunk: int = 100,
-) -> ScanSolution | tuple[ScanSolution, ...]:
+) -> Solution | tuple[Solution, ...]:
     """Simulate one protocol (unbatched `spikes`) on emulated BSS-2 hardware, for any rule (`AbstractRule`).
 
     `rho0`: initial efficacies (any shape; rounded to nearest into the state format);
@@ -307,7 +310,7 @@ def solve_hardware(
     instead (the rule's `drive` composed over it, Strang-split with its `drift`, as
     `solve_scan` does).
 
-    Returns `ScanSolution`s as `solve_scan` does: final `rho` (values on the format's
+    Returns `Solution`s as `solve_scan` does: final `rho` (values on the format's
     grid), final calcium, exact analog times above the rule's thresholds, and with
     `record_every` (in update periods) calcium and rho at the end of every that many
     periods. `chunk` is accepted for compatibility and has no effect.
@@ -317,8 +320,8 @@ def solve_hardware(
     if spikes.pre_tick.ndim != 1:
         raise ValueError(f"solve_hardware: expected unbatched spikes (1-d trains); got shape {spikes.pre_tick.shape}")
     for name, value in (("record_every", record_every), ("chunk", chunk)):
-        if value is not None and (int(value) != value or value < 1):
-            raise ValueError(f"solve_hardware: {name} must be a whole number of periods >= 1, got {value!r}")
+        if value is not None:
+            whole_number("solve_hardware", name, value, of=" of periods")
     m = configs[0].steps_per_period(spikes.unit)
     rho0 = jnp.asarray(rho0, dtype=jnp.result_type(float))
     check_finite("solve_hardware", "rho0", rho0)
@@ -331,9 +334,7 @@ def solve_hardware(
         calcium = configs[0].draw_mismatch(calcium, rho_flat.shape, key=jax.random.key(configs[0].chip))
         rule = eqx.tree_at(lambda r: r.calcium, rule, calcium)
 
-    n_steps = spikes.end_tick + (spikes.end_offset > 0)
-    n_periods = -(-tick_count(spikes, "solve_hardware") // m)
-    grid = jnp.minimum((jnp.arange(n_periods) + 1) * m, n_steps)
+    grid = record_grid(spikes, m, "solve_hardware")
     unit_ = jnp.asarray(spikes.unit, dtype)
     exact = any(c.state is None for c in configs)
     random_rounding = any(c.state is not None and c.rounding.random for c in configs)
@@ -362,7 +363,7 @@ def solve_hardware(
         # The rule's noise needs numbers where calcium crossed a threshold, or everywhere once the
         # reads are noisy (an empty integrator then reads a positive time).
         active = jnp.any(a_p + a_d > 0) | read_noise
-        normal = normal_when(active, jax.random.fold_in(key, k), rho_flat.shape, dtype)
+        normal = normal_when(active, key, k, rho_flat.shape, dtype)
         uniform = counter_uniform(round_seeds, k, dtype) if random_rounding else None
         noise = jax.random.normal(jax.random.fold_in(read_key, k), (n_rates, *rho_flat.shape), dtype) if read_noise else None
         c = calcium.concentration(state)
@@ -389,14 +390,14 @@ def solve_hardware(
     shifts = [0.0 if c.state is None else c.offset for c in configs]
     ts, c_trace, rho_traces = None, None, [None] * len(configs)
     if record_every is not None:
-        every = int(record_every)
+        every, n_periods = int(record_every), grid.shape[0]
         n_records = -(-n_periods // every)
         rows = jnp.minimum((jnp.arange(n_records) + 1) * every, n_periods) - 1
         ts = grid[rows].astype(dtype) * spikes.unit
         c_trace = records[0][rows]
         rho_traces = [(trace[rows] + shift).reshape(n_records, *shape) for trace, shift in zip(records[1], shifts)]
     solutions = tuple(
-        ScanSolution(rho=(rho + shift).reshape(shape), calcium=state, time_p=t_p, time_d=t_d, ts=ts, c=c_trace,
+        Solution(rho=(rho + shift).reshape(shape), calcium=state, time_p=t_p, time_d=t_d, ts=ts, c=c_trace,
                      rho_trace=trace)
         for rho, trace, shift in zip(rhos, rho_traces, shifts)
     )
@@ -437,8 +438,7 @@ def hardware_populations(
     configs = _as_configs(hardware)
     for config in configs:
         config.steps_per_period(step)
-    if int(n_synapses) != n_synapses or n_synapses < 1:
-        raise ValueError(f"n_synapses must be a whole number >= 1, got {n_synapses!r}")
+    whole_number(None, "n_synapses", n_synapses)
     spikes = to_spikes(list(protocols), unit=configs[0].period)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(protocols)))
     rho = in_chunks(lambda part: _batched_populations(rule, configs, *part, int(n_synapses)), (spikes, keys),
@@ -520,8 +520,7 @@ def hardware_prediction(
     """
     if not isinstance(hardware, BSS2):
         raise ValueError(f"hardware_prediction: hardware must be a BSS2 configuration, got {hardware!r}")
-    if int(n_synapses) != n_synapses or n_synapses < 1:
-        raise ValueError(f"hardware_prediction: n_synapses must be a whole number >= 1, got {n_synapses!r}")
+    whole_number("hardware_prediction", "n_synapses", n_synapses)
     if not (np.isfinite(width) and width > 0):
         raise ValueError(f"hardware_prediction: width must be > 0, got {width!r}")
     n = int(n_synapses)

@@ -202,7 +202,7 @@ def solve_stc_hardware(
 
     def ppu(stored, T_p, T_d, c, k, stats):
         """Update k: read the integrators (or calcium), step, round, write the weight back."""
-        normal = None if key is None else normal_when(jnp.any(T_p + T_d > 0), jax.random.fold_in(key, k), shape, dtype)
+        normal = None if key is None else normal_when(jnp.any(T_p + T_d > 0), key, k, shape, dtype)
         state = _value(rule, stored)
         if fmt is None:
             delta = stc_ppu_increment(rule, state, T_p, T_d, period, normal)

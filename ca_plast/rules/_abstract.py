@@ -33,7 +33,9 @@ class AbstractRule(eqx.Module):
     """A calcium-based plasticity rule (time in ms).
 
     Attributes: `calcium`, the calcium model; `BOUNDS` (class variable), the valid range of
-    each parameter field (`ca_plast._validation.Bound`), which every solver checks.
+    each parameter field (`ca_plast._validation.Bound`), which every solver checks;
+    `DRIVEN_BELOW_THRESHOLDS` (class variable, default True): whether calcium below both
+    `thresholds` still drives `w` (False lets the event solver skip that part: GB2012).
 
     Abstract methods: `thresholds`, `drive`, `initial_population`, `readout`, `rates`,
     `increment`. Optional: `drift` (default: none), `integrals` (default: Gauss-Legendre
@@ -43,6 +45,7 @@ class AbstractRule(eqx.Module):
 
     calcium: eqx.AbstractVar[AbstractCalcium]
     BOUNDS: ClassVar[dict[str, Bound]]
+    DRIVEN_BELOW_THRESHOLDS: ClassVar[bool] = True
 
     @abc.abstractmethod
     def thresholds(self) -> tuple[Array, Array]:

@@ -49,6 +49,8 @@ class GraupnerBrunel2012(AbstractRule):
         "tau": POSITIVE_MS, "sigma": NONNEGATIVE, "rho_star": UNIT_INTERVAL, "beta": UNIT_INTERVAL, "b": POSITIVE,
     }
 
+    DRIVEN_BELOW_THRESHOLDS: ClassVar[bool] = False  # below theta_d only the cubic drift acts
+
     def __check_init__(self):
         check_fields(self)
 

@@ -39,12 +39,12 @@ import jax.numpy as jnp
 from .._calcium import AbstractCalcium, LinearCalcium, time_above
 from .._custom_types import Array, ArrayLike, Bool, Float
 from .._fields import to_array
-from .._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, Bound, check_fields
+from .._roots import bisect
+from .._validation import NONNEGATIVE, POSITIVE, POSITIVE_MS, Bound, check_fields, whole_number
 from ._affine import threshold_drive
 
 POSITIVE_MV = Bound(0.0, strict=True, unit=" mV")
 
-_BISECTIONS = 60
 
 OUTCOMES = (
     "none",
@@ -138,9 +138,7 @@ class LuboeinskiTetzlaff2021(eqx.Module):
         zero = jnp.zeros_like(self.h0)
         if n_synapses is None:
             return STCState(h=self.h0 + zero, p=zero, z=zero)
-        if int(n_synapses) != n_synapses or n_synapses < 1:
-            raise ValueError(f"init: n_synapses must be a whole number >= 1, got {n_synapses!r}")
-        many = jnp.zeros((int(n_synapses),), zero.dtype)
+        many = jnp.zeros((whole_number("init", "n_synapses", n_synapses),), zero.dtype)
         return STCState(h=self.h0 + many, p=zero, z=many)
 
     def weight(self, state: STCState) -> Array:
@@ -266,21 +264,9 @@ class LuboeinskiTetzlaff2021(eqx.Module):
             def gap(t):
                 return signal(t, *frozen[:4]) - frozen[4]
 
-            below_a = gap(a) < 0
-            changes = below_a != (gap(b) < 0)
-
-            def bisect(bracket):
-                lo, hi, count = bracket
-                mid = (lo + hi) / 2
-                same = (gap(mid) < 0) == below_a
-                return jnp.where(same, mid, lo), jnp.where(same, hi, mid), count + 1
-
-            def searching(bracket):
-                return changes & ~common & (bracket[2] < _BISECTIONS)
-
-            bracket = jax.lax.stop_gradient((a, b, jnp.zeros((), jnp.int32)))
-            lo, hi, _ = jax.lax.while_loop(searching, bisect, bracket)
-            t = jax.lax.stop_gradient((lo + hi) / 2)
+            changes = (gap(a) < 0) != (gap(b) < 0)
+            lo, hi = bisect(gap, a, b, changes & ~common)
+            t = (lo + hi) / 2
             slope = -jnp.sum(b_ * rate * jnp.exp(-rate * t))
             steep = jnp.abs(slope) > 0
             t = jnp.clip(t - jnp.where(steep, (signal(t, sign, d_inf, span, rate) - self.theta_pro) / jnp.where(steep, slope, 1.0), 0.0), a, b)

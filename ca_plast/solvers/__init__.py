@@ -25,6 +25,15 @@ from ._scan import (
     ScanSolution as ScanSolution,
     solve_scan as solve_scan,
 )
+from ._solution import (
+    Solution as Solution,
+)
+from ._solver import (
+    AbstractSolver as AbstractSolver,
+    Events as Events,
+    Scan as Scan,
+    solve as solve,
+)
 from ._stc import (
     STCSolution as STCSolution,
     solve_stc as solve_stc,

@@ -15,9 +15,9 @@ integrated as follows (any `AbstractRule`; written here for GB2012, see the mode
    `max(a_p, a_d)` and the below-threshold tail.
 2. Threshold drive: on each piece the drive is linear in rho and solved exactly
    (`GraupnerBrunel2012.drive`: one affine map with the exact Ornstein-Uhlenbeck variance),
-   with one N(0, 1) draw per synapse and sub-step. The tail takes the rule's drive too (its
-   midpoint, one more draw): GB2012's is the identity there; a rule whose drive acts below
-   its thresholds (`Shouval2002`) needs it.
+   with one N(0, 1) draw per synapse and sub-step. A rule whose drive acts below its
+   thresholds (`Shouval2002`, `DRIVEN_BELOW_THRESHOLDS`) has the tail take its drive too (at
+   its midpoint, one more draw); GB2012's is the identity there and is skipped.
 3. Cubic drift (time scale tau ~ 10^5 ms): each driven piece is cut into `drive_steps` equal
    sub-steps, and on each the cubic is Strang-split around the exact drive (half a sub-step
    of cubic, the drive, half a sub-step of cubic; adjacent halves merged, each integrated by
@@ -41,35 +41,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, Key
+from .._custom_types import Array, ArrayLike, Key
 from .._spikes import Spikes
-from .._validation import check_finite, checked, run_time_checks, traced
+from .._validation import check_finite, checked, run_time_checks, traced, whole_number
 from ..rules._abstract import AbstractRule
-from ._loop import event_loop
+from ._loop import event_loop, record_grid
+from ._solution import Solution
 
-
-class EventSolution(eqx.Module):
-    """Result of `solve_events` for one protocol.
-
-    `rho`: final efficacies (shape of `rho0`); `calcium`: calcium state at the protocol's
-    end; `time_p`, `time_d`: total time (ms) calcium spent above theta_p and theta_d.
-    """
-
-    rho: Array
-    calcium: object
-    time_p: Array
-    time_d: Array
+EventSolution = Solution  # the result of every early-phase solver
 
 
 def solve_events(
     rule: AbstractRule,
     spikes: Spikes,
-    rho0: Array,
+    rho0: ArrayLike,
     *,
     key: Key | None = None,
     drive_steps: int = 1,
     quiet_steps: int = 4,
-) -> EventSolution:
+    record_every: int | None = None,
+) -> Solution:
     """Simulate one protocol (unbatched `spikes`) event by event (scheme: module docstring).
 
     `rho0`: initial efficacies of any shape; all synapses share the protocol's calcium (its
@@ -80,13 +71,18 @@ def solve_events(
     below-threshold part of each interval. Any calcium model of `ca_plast` works. Batch with
     `jax.vmap` over padded spikes (`to_spikes` of a list), parameter sets or keys. Reverse mode
     stores one carry per event (`event_loop`).
+
+    `record_every`: record c and rho every that many steps of `spikes.unit` ms (and at the
+    end). The record times join the events: they split the intervals they fall in, which
+    leaves the result unchanged up to the splitting error of the cubic drift, but, with noise
+    on, gives another sample path of the same process (the normals are drawn per event).
     """
     rule = checked(rule, "solve_events")
     _check_structure("solve_events", spikes)
-    for name, value in (("drive_steps", drive_steps), ("quiet_steps", quiet_steps)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"solve_events: {name} must be a whole number >= 1, got {value!r}")
-    drive_steps, quiet_steps = int(drive_steps), int(quiet_steps)
+    drive_steps = whole_number("solve_events", "drive_steps", drive_steps)
+    quiet_steps = whole_number("solve_events", "quiet_steps", quiet_steps)
+    if record_every is not None:
+        record_every = whole_number("solve_events", "record_every", record_every)
     rho0 = jnp.asarray(rho0, dtype=jnp.result_type(float))
     check_finite("solve_events", "rho0", rho0)
     spikes = _check_values("solve_events", spikes)
@@ -99,8 +95,9 @@ def solve_events(
         fraction = jnp.arange(drive_steps, dtype=s.dtype) / drive_steps
         begins = jnp.concatenate([first * fraction, first + (last - first) * fraction])
         lengths = jnp.concatenate([jnp.full((drive_steps,), first), jnp.full((drive_steps,), last - first)]) / drive_steps
-        normals = None if key is None else jax.random.normal(jax.random.fold_in(key, index),
-                                                             (2 * drive_steps + 1, *rho.shape), rho.dtype)
+        tail_driven = rule.DRIVEN_BELOW_THRESHOLDS
+        normals = None if key is None else jax.random.normal(
+            jax.random.fold_in(key, index), (2 * drive_steps + tail_driven, *rho.shape), rho.dtype)
 
         def sub_step(j, inner):
             rho, done = inner
@@ -111,20 +108,28 @@ def solve_events(
             return rho, begin + h / 2
 
         rho, done = jax.lax.fori_loop(0, 2 * drive_steps, sub_step, (rho, jnp.zeros_like(s)))
-        # The tail below both thresholds: its drive at its midpoint (GB2012: the identity).
+        # The tail below both thresholds: its drive at its midpoint, for rules driven there.
         middle = (last + s) / 2
         rho = _cubic_flow(rule, rho, middle - done, max(1, quiet_steps // 2))
-        # The tail starts where calcium fell below the lower threshold: clamped there against
-        # rounding, so that a threshold rule sees no drive in it (not a sliver of 1e-14 ms).
-        c_tail = jnp.minimum(calcium.concentration(calcium.decay(state, last)), jnp.minimum(*rule.thresholds()))
-        tail = rule.drive(c_tail, s - last)
-        rho = tail(rho, None if normals is None else normals[-1])
+        if tail_driven:
+            # The tail starts where calcium fell below the lower threshold: clamped there against
+            # rounding, so that a threshold rule sees no drive in it (not a sliver of 1e-14 ms).
+            c_tail = jnp.minimum(calcium.concentration(calcium.decay(state, last)), jnp.minimum(*rule.thresholds()))
+            tail = rule.drive(c_tail, s - last)
+            rho = tail(rho, None if normals is None else normals[-1])
         rho = _cubic_flow(rule, rho, s - middle, max(1, quiet_steps - quiet_steps // 2))
         return rho, t_p + a_p, t_d + a_d
 
     zero = jnp.zeros((), rho0.dtype)
-    state, (rho, t_p, t_d), _ = event_loop(calcium, spikes, (rho0, zero, zero), interval)
-    return EventSolution(rho=rho, calcium=state, time_p=t_p, time_d=t_d)
+    if record_every is None:
+        state, (rho, t_p, t_d), _ = event_loop(calcium, spikes, (rho0, zero, zero), interval)
+        return Solution(rho=rho, calcium=state, time_p=t_p, time_d=t_d)
+    grid = record_grid(spikes, record_every, "solve_events")
+    state, (rho, t_p, t_d), (c, rho_trace) = event_loop(
+        calcium, spikes, (rho0, zero, zero), interval, grid=grid,
+        record=lambda carry, state: (calcium.concentration(state), carry[0]))
+    return Solution(rho=rho, calcium=state, time_p=t_p, time_d=t_d, ts=grid.astype(rho0.dtype) * spikes.unit, c=c,
+                    rho_trace=rho_trace)
 
 
 def _cubic_flow(rule: AbstractRule, rho: Array, length: Array, steps: int) -> Array:

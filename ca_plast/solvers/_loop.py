@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from .._calcium import AbstractCalcium
 from .._custom_types import Array, CalciumState, Int
-from .._spikes import GRID, POST, PRE, Spikes, event_sequence
+from .._spikes import GRID, POST, PRE, Spikes, event_sequence, tick_count
 
 Carry = Any
 
@@ -28,6 +28,14 @@ Carry = Any
 def tree_where(flag: Array, new, old):
     """`new` where `flag`, else `old`, leaf by leaf (pytrees of the same structure)."""
     return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
+
+
+def record_grid(spikes: Spikes, every: int, owner: str) -> Int[Array, " n"]:
+    """Tick numbers of a grid every `every` ticks, the last one at the protocol's end (the
+    grid of the time-stepped solvers, the emulation's update times, the record times)."""
+    n_steps = spikes.end_tick + (spikes.end_offset > 0)
+    n_grid = -(-tick_count(spikes, owner) // every)
+    return jnp.minimum((jnp.arange(n_grid) + 1) * every, n_steps)
 
 
 def event_loop(

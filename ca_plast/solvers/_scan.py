@@ -11,34 +11,18 @@ smoothly, gradients with respect to theta_p, theta_d, tau_ca, C_pre, C_post and 
 The cost grows with the number of spikes and grid points, not with the number of steps.
 """
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, ArrayLike, Float, Key
-from .._spikes import Spikes, tick_count
-from .._validation import check_finite, checked
+from .._custom_types import ArrayLike, Key
+from .._spikes import Spikes
+from .._validation import check_finite, checked, whole_number
 from ..rules._abstract import AbstractRule
 from ..rules._affine import Affine
-from ._loop import event_loop
+from ._loop import event_loop, record_grid
+from ._solution import Solution
 
-
-class ScanSolution(eqx.Module):
-    """Result of `solve_scan` for one protocol.
-
-    `rho`: final efficacies (shape of `rho0`); `calcium`: final calcium state; `time_p`,
-    `time_d`: total time (ms) calcium spent above theta_p and theta_d; `ts` (ms), `c`, `rho_trace`:
-    values at the end of every `record_every`-th step and at the protocol's end (left limits:
-    a spike exactly at a record time shows in the next record), or None when not asked for.
-    """
-
-    rho: Array
-    calcium: object
-    time_p: Array
-    time_d: Array
-    ts: Float[Array, " n_records"] | None
-    c: Float[Array, " n_records"] | None
-    rho_trace: Array | None
+ScanSolution = Solution  # the result of every early-phase solver
 
 
 def solve_scan(
@@ -49,7 +33,7 @@ def solve_scan(
     key: Key | None = None,
     record_every: int | None = None,
     chunk: int = 100,
-) -> ScanSolution:
+) -> Solution:
     """Simulate one protocol (unbatched `spikes`) on a time grid of `chunk` steps of `spikes.unit` ms.
 
     `rho0`: initial efficacies of any shape; all share the protocol's calcium trace and get
@@ -69,16 +53,12 @@ def solve_scan(
     unit = spikes.unit
     if spikes.pre_tick.ndim != 1:
         raise ValueError(f"solve_scan: expected unbatched spikes (1-d trains); got shape {spikes.pre_tick.shape}; vmap over the batch")
-    if record_every is not None and (int(record_every) != record_every or record_every < 1):
-        raise ValueError(f"solve_scan: record_every must be a whole number of steps >= 1, got {record_every!r}")
-    if int(chunk) != chunk or chunk < 1:
-        raise ValueError(f"solve_scan: chunk must be a whole number of steps >= 1, got {chunk!r}")
+    if record_every is not None:
+        record_every = whole_number("solve_scan", "record_every", record_every, of=" of steps")
+    chunk = whole_number("solve_scan", "chunk", chunk, of=" of steps")
     rho0 = jnp.asarray(rho0, dtype=jnp.result_type(float))
     check_finite("solve_scan", "rho0", rho0)
-    n_steps = spikes.end_tick + (spikes.end_offset > 0)
-    chunk = int(record_every or chunk)
-    n_grid = -(-tick_count(spikes, "solve_scan") // chunk)
-    grid = jnp.minimum((jnp.arange(n_grid) + 1) * chunk, n_steps)
+    grid = record_grid(spikes, record_every or chunk, "solve_scan")
     unit_ = jnp.asarray(unit, rho0.dtype)
     zero = jnp.zeros_like(unit_)
 
@@ -103,7 +83,7 @@ def solve_scan(
         rule.calcium, spikes, carry, interval, grid=grid, at_grid=at_grid,
         record=None if record_every is None else record)
     if record_every is None:
-        return ScanSolution(rho=rho, calcium=state, time_p=t_p, time_d=t_d, ts=None, c=None, rho_trace=None)
+        return Solution(rho=rho, calcium=state, time_p=t_p, time_d=t_d, ts=None, c=None, rho_trace=None)
     c_trace, rho_trace = records
-    return ScanSolution(rho=rho, calcium=state, time_p=t_p, time_d=t_d, ts=grid.astype(rho0.dtype) * unit,
+    return Solution(rho=rho, calcium=state, time_p=t_p, time_d=t_d, ts=grid.astype(rho0.dtype) * unit,
                         c=c_trace, rho_trace=rho_trace)

@@ -34,7 +34,7 @@ import numpy as np
 from .._custom_types import Array, Bool, Float, Int, Key
 from .._lif import LeakyIntegrateAndFire
 from .._spikes import Spikes, interval, shift, tick_count
-from .._validation import checked
+from .._validation import checked, whole_number
 from ..rules._lt2021 import LuboeinskiTetzlaff2021, STCState, STCStats
 from ._loop import tree_where
 
@@ -120,8 +120,7 @@ def _layout(spikes: Spikes, synapses: bool, name: str):
 
 
 def check_spare(name: str, max_post_spikes: int) -> None:
-    if int(max_post_spikes) != max_post_spikes or max_post_spikes < 0:
-        raise ValueError(f"{name}: max_post_spikes must be a whole number >= 0, got {max_post_spikes!r}")
+    whole_number(name, "max_post_spikes", max_post_spikes, minimum=0)
 
 
 def stc_events(rule: LuboeinskiTetzlaff2021, spikes: Spikes, neuron: LeakyIntegrateAndFire | None,
@@ -214,8 +213,7 @@ def solve_stc(
     neuron = None if neuron is None else checked(neuron, "solve_stc")
     unit = spikes.unit
     check_spare("solve_stc", max_post_spikes)
-    if int(chunk) != chunk or chunk < 1:
-        raise ValueError(f"solve_stc: chunk must be a whole number of iterations >= 1, got {chunk!r}")
+    whole_number("solve_stc", "chunk", chunk, of=" of iterations")
     n_syn, record_steps, n_records, events = stc_events(rule, spikes, neuron, record_every, synapses, "solve_stc")
     calcium = rule.calcium
     lengths, kinds, active, sources = events.length, events.kind, events.active, events.synapse
