@@ -122,6 +122,14 @@ def without_ticks(spikes: Spikes) -> Spikes:
     return dataclasses.replace(spikes, n_ticks=-1)
 
 
+def whole_steps(record_every: float, unit: float, owner: str) -> int:
+    """`record_every` ms as a whole number >= 1 of steps of `unit` ms; ValueError naming `owner` otherwise."""
+    steps = record_every / unit
+    if not (np.isfinite(steps) and steps >= 1 and abs(steps - round(steps)) < 1e-9 * steps):
+        raise ValueError(f"{owner}: record_every must be a whole number >= 1 of {unit} ms steps, got {record_every!r} ms")
+    return int(round(steps))
+
+
 def tick_count(spikes: Spikes, owner: str) -> int:
     """`spikes.n_ticks`, the number of steps a time-stepped solver takes; ValueError for spikes made by `without_ticks`."""
     if spikes.n_ticks < 0:

@@ -53,7 +53,7 @@ def test_hardware_records_at_update_times():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: cp.solve(DP, SPIKES, RHO0, cp.Events(), record_every=0.05), "record_every must be a whole number >= 1 of 0.1 ms ticks"),
+    (lambda: cp.solve(DP, SPIKES, RHO0, cp.Events(), record_every=0.05), "record_every must be a whole number >= 1 of 0.1 ms steps"),
     (lambda: cp.solve(DP, SPIKES, RHO0, cp.Events(), record_every=-1.0), "record_every must be a whole number"),
     (lambda: cp.solve(DP, SPIKES, RHO0, cp.Hardware(cp.BSS2(period=10.0)), key=jax.random.key(0), record_every=15.0),
      "whole number of the Hardware update period"),

@@ -9,13 +9,11 @@ your own subclasses `AbstractSolver` and implements `run`.
 """
 
 import abc
-import math
 
 import equinox as eqx
-import numpy as np
 
 from .._custom_types import ArrayLike, Key
-from .._spikes import Spikes
+from .._spikes import Spikes, whole_steps
 from ..rules._abstract import AbstractRule
 from ._events import solve_events
 from ._scan import solve_scan
@@ -56,14 +54,6 @@ class Scan(AbstractSolver):
         return solve_scan(rule, spikes, rho0, key=key, record_every=record_every, chunk=self.chunk)
 
 
-def record_ticks(record_every: float, unit: float, owner: str) -> int:
-    """`record_every` ms as a whole number >= 1 of ticks of `unit` ms; ValueError otherwise."""
-    ticks = record_every / unit if np.isfinite(record_every) and record_every > 0 else math.nan
-    if not (ticks >= 1 and math.isclose(ticks, round(ticks), rel_tol=1e-9, abs_tol=0.0)):
-        raise ValueError(f"{owner}: record_every must be a whole number >= 1 of {unit} ms ticks, got {record_every!r} ms")
-    return int(round(ticks))
-
-
 def solve(
     rule: AbstractRule,
     spikes: Spikes,
@@ -84,5 +74,5 @@ def solve(
     """
     if not isinstance(solver, AbstractSolver):
         raise ValueError(f"solve: solver must be an AbstractSolver (Events(), Scan(), Hardware(...)), got {solver!r}")
-    ticks = None if record_every is None else record_ticks(record_every, spikes.unit, "solve")
+    ticks = None if record_every is None else whole_steps(record_every, spikes.unit, "solve")
     return solver.run(rule, spikes, rho0, key=key, record_every=ticks)

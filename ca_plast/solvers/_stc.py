@@ -33,7 +33,7 @@ import numpy as np
 
 from .._custom_types import Array, Bool, Float, Int, Key
 from .._lif import LeakyIntegrateAndFire
-from .._spikes import Spikes, interval, shift, tick_count
+from .._spikes import Spikes, interval, shift, tick_count, whole_steps
 from .._validation import checked, whole_number
 from ..rules._lt2021 import LuboeinskiTetzlaff2021, STCState, STCStats
 from ._loop import tree_where
@@ -60,13 +60,6 @@ class STCSolution(eqx.Module):
     stats: STCStats
     n_post: Int[Array, "..."]
     n_late: Int[Array, "..."]
-
-
-def _record_steps(record_every: float, unit: float, name: str) -> int:
-    steps = record_every / unit
-    if not (np.isfinite(steps) and steps >= 1 and abs(steps - round(steps)) < 1e-9 * steps):
-        raise ValueError(f"{name}: record_every must be a whole number >= 1 of {unit} ms steps, got {record_every!r} ms")
-    return int(round(steps))
 
 
 class Events(NamedTuple):
@@ -129,7 +122,7 @@ def stc_events(rule: LuboeinskiTetzlaff2021, spikes: Spikes, neuron: LeakyIntegr
     one), ticks between records, and the number of records after the start."""
     unit = spikes.unit
     n_syn, (pre_tick, pre_offset, pre_mask), post, end_tick, end_offset = _layout(spikes, synapses, name)
-    record_steps = _record_steps(record_every, unit, name)
+    record_steps = whole_steps(record_every, unit, name)
     n_records = tick_count(spikes, name) // record_steps
     source = jnp.broadcast_to(jnp.arange(pre_tick.shape[0], dtype=jnp.int32)[:, None], pre_tick.shape).reshape(-1)
 
@@ -279,7 +272,7 @@ def solve_stc_fine(
     neuron = None if neuron is None else checked(neuron, "solve_stc_fine")
     dt = spikes.unit
     n_syn, (pre_tick, pre_offset, pre_mask), post, end_tick, end_offset = _layout(spikes, synapses, "solve_stc_fine")
-    steps = _record_steps(record_every, dt, "solve_stc_fine")
+    steps = whole_steps(record_every, dt, "solve_stc_fine")
     if steps % _TILE:
         raise ValueError(f"solve_stc_fine: record_every must be a whole number of {_TILE} steps of {dt} ms, got {record_every!r} ms")
     n_records = tick_count(spikes, "solve_stc_fine") // steps
