@@ -176,16 +176,25 @@ def event_sequence(
     ticks = jnp.where(past_end, spikes.end_tick, ticks)
     offsets = jnp.where(past_end, spikes.end_offset, offsets)
     masks = masks & ~past_end
-    if grid is not None:
-        ticks = jnp.concatenate([ticks, grid.astype(ticks.dtype)])
-        offsets = jnp.concatenate([offsets, jnp.zeros(grid.shape, offsets.dtype)])
-        kinds = jnp.concatenate([kinds, jnp.full(grid.shape, GRID)])
-        masks = jnp.concatenate([masks, jnp.ones(grid.shape, bool)])
-    # A grid point opens its tick: it sorts before every event of that tick, whatever the
-    # rounding of their offsets (a delayed arrival may sit a few ulp below 0).
-    key = jnp.where(kinds == GRID, -jnp.inf, jax.lax.stop_gradient(offsets))
-    order = jnp.lexsort((kinds, key, ticks))
+    # Spikes and the end, sorted: by tick, offset, then kind (pre, post, end).
+    order = jnp.lexsort((kinds, jax.lax.stop_gradient(offsets), ticks))
     ticks, offsets, kinds, masks = ticks[order], offsets[order], kinds[order], masks[order]
+    if grid is not None:
+        # Merge the (sorted) grid in. A grid point opens its tick: it comes before every event
+        # of that tick, whatever the rounding of their offsets (a delayed arrival may sit a few
+        # ulp below 0). A merge by positions, not a sort: the grid may hold 10^6 points.
+        grid = grid.astype(ticks.dtype)
+        n = ticks.shape[0] + grid.shape[0]
+        at_event = jnp.arange(ticks.shape[0]) + jnp.searchsorted(grid, ticks, side="right")
+        at_grid = jnp.arange(grid.shape[0]) + jnp.searchsorted(ticks, grid, side="left")
+
+        def merged(events, points):
+            return jnp.zeros(n, events.dtype).at[at_event].set(events).at[at_grid].set(points)
+
+        ticks = merged(ticks, grid)
+        offsets = merged(offsets, jnp.zeros(grid.shape, offsets.dtype))
+        kinds = merged(kinds, jnp.full(grid.shape, GRID, kinds.dtype))
+        masks = merged(masks, jnp.ones(grid.shape, bool))
     prev_tick = jnp.concatenate([jnp.zeros((1,), ticks.dtype), ticks[:-1]])
     prev_offset = jnp.concatenate([jnp.zeros((1,), offsets.dtype), offsets[:-1]])
     return interval(prev_tick, prev_offset, ticks, offsets, unit), kinds, masks

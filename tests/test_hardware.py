@@ -4,6 +4,8 @@ References are independent of the code under test: numpy rounding, binomial stat
 the float solvers (`solve_scan`), finite differences in float64.
 """
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -268,6 +270,40 @@ def test_mismatch_path_reduces_to_shared_calcium(dp, getkey):
     tiny = cp.solve_hardware(dp, spikes, rho0, hardware=cp.BSS2(state=None, period=1.0, mismatch_tau_ca=1e-12), key=key)
     assert np.allclose(shared.rho, tiny.rho, atol=1e-9)
     assert np.allclose(np.full(6, shared.time_p), tiny.time_p, atol=1e-6)
+
+
+class _DrivenEverywhere(cp.GraupnerBrunel2012):
+    """GB2012 declared driven below its thresholds: the emulation then never takes its quiet path."""
+
+    DRIVEN_BELOW_THRESHOLDS = True
+
+
+@pytest.mark.parametrize("config, gradient", [
+    (cp.BSS2(period=0.1), True),
+    (cp.BSS2(state=None, period=1.0), True),
+    (cp.BSS2(period=0.5, mismatch_tau_ca=0.1, mismatch_amplitude=0.1, read_noise=0.5), False),
+    (cp.BSS2(period=0.2, threshold_time="sample"), False),
+], ids=["8bit-0.1ms", "float", "mismatch-read-noise", "sample"])
+def test_quiet_stretches_take_the_same_updates(dp, config, gradient):
+    """The emulation skips the analog work of periods spent below both thresholds (a lean path
+    through blocks of quiet periods): final rho, records and gradients equal those of the
+    full path, which a rule declared driven below its thresholds always takes."""
+    driven = _DrivenEverywhere(**{f.name: getattr(dp, f.name) for f in dataclasses.fields(dp)})
+    spikes = cp.to_spikes(cp.Protocol(pre=[3.0, 3.3, 40.0, 90.05], post=[13.0, 41.0, 120.0], duration=400.0), unit=0.1)
+    rho0 = jnp.linspace(0.0, 1.0, 8)
+    key = jax.random.key(5)
+    lean, full = (cp.solve_hardware(rule, spikes, rho0, hardware=config, key=key, record_every=7) for rule in (dp, driven))
+    np.testing.assert_array_equal(np.asarray(lean.rho), np.asarray(full.rho))
+    np.testing.assert_array_equal(np.asarray(lean.rho_trace), np.asarray(full.rho_trace))
+    np.testing.assert_array_equal(np.asarray(lean.c), np.asarray(full.c))
+    assert float(jnp.std(lean.rho_trace[-1] - lean.rho_trace[0])) > 0  # the synapses moved
+    if gradient:  # reverse mode through the blocks (straight-through at 8 bits)
+        def mean_rho(theta_p, rule):
+            rule = eqx.tree_at(lambda r: r.theta_p, rule, theta_p)
+            return cp.solve_hardware(rule, spikes, rho0, hardware=config, key=key).rho.mean()
+
+        grads = [float(jax.grad(mean_rho)(jnp.asarray(1.3), rule)) for rule in (dp, driven)]
+        assert grads[0] != 0 and np.isclose(grads[0], grads[1], rtol=1e-12, atol=0)
 
 
 def test_cadc_readouts(dp):

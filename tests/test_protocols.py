@@ -1,9 +1,12 @@
 """Protocol builders against the experiments' descriptions; spike arrays; validation."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import ca_plast as cp
+from ca_plast._spikes import event_sequence
 
 
 def test_pairs_timing_and_duration():
@@ -124,3 +127,48 @@ def test_offsets_stay_in_range_at_rounding_edges():
         offset = np.asarray(s.pre_offset)
         assert np.all((offset >= 0) & (offset < unit))
         np.testing.assert_allclose(np.asarray(s.pre_tick) * unit + offset, np.sort(times), rtol=0, atol=1e-9)
+
+
+def _sorted_reference(spikes, D, grid):
+    """The merged sequence by a plain sort (numpy): keys tick, offset (-inf for a grid point,
+    which opens its tick), kind; intervals from the exact times."""
+    unit = spikes.unit
+    total = np.asarray(spikes.pre_offset) + D
+    pre_tick = np.asarray(spikes.pre_tick) + np.floor(total / unit).astype(int)
+    pre_offset = total - np.floor(total / unit) * unit
+    end_tick, end_offset = int(spikes.end_tick), float(spikes.end_offset)
+    rows = []  # (tick, sort key, kind, offset, acts)
+    for tick, offset, mask, kind in [*zip(pre_tick, pre_offset, np.asarray(spikes.pre_mask), [0] * pre_tick.size),
+                                     *zip(np.asarray(spikes.post_tick), np.asarray(spikes.post_offset),
+                                          np.asarray(spikes.post_mask), [1] * spikes.post_tick.size)]:
+        past = tick > end_tick or (tick == end_tick and offset > end_offset)
+        tick, offset = (end_tick, end_offset) if past else (int(tick), float(offset))
+        rows.append((tick, offset, kind, offset, bool(mask) and not past))
+    rows.append((end_tick, end_offset, 2, end_offset, True))
+    rows += [(int(g), -np.inf, 3, 0.0, True) for g in grid]
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    ticks = np.array([r[0] for r in rows])
+    offsets = np.array([r[3] for r in rows])
+    times_ = ticks * unit + offsets
+    return np.diff(times_, prepend=0.0), np.array([r[2] for r in rows]), np.array([r[4] for r in rows])
+
+
+@pytest.mark.parametrize("D", [0.0, 3.0, 0.25, 13.7])
+def test_event_sequence_merges_a_grid_as_a_sort_would(D):
+    """Grid points merged by position equal a plain sort of everything, ties included: grid
+    points on spike ticks, delayed arrivals on grid ticks, padding and arrivals past the end."""
+    rng = np.random.default_rng(3)
+    pre = np.sort(np.concatenate([rng.uniform(0, 60, 15), [5.0, 10.0, 59.9]]))
+    post = np.sort(np.concatenate([rng.uniform(0, 60, 12), [10.0, 20.0]]))
+    spikes = cp.to_spikes([cp.Protocol(pre=pre, post=post, duration=61.3),
+                           cp.Protocol(pre=pre[:4], post=post[:2], duration=20.0)], unit=0.5)
+    for i, every in ((0, 10), (1, 3), (0, 1)):
+        one = jax.tree.map(lambda x, i=i: x[i], spikes)
+        n_steps = int(one.end_tick) + (float(one.end_offset) > 0)
+        grid = np.minimum(np.arange(1, -(-spikes.n_ticks // every) + 1) * every, n_steps)  # the last ones clamp
+        intervals, kinds, acts = event_sequence(one, jnp.asarray(D), jnp.asarray(grid))
+        ref_intervals, ref_kinds, ref_acts = _sorted_reference(one, D, grid)
+        np.testing.assert_array_equal(np.asarray(kinds), ref_kinds)
+        np.testing.assert_array_equal(np.asarray(acts), ref_acts)
+        np.testing.assert_allclose(np.asarray(intervals), ref_intervals, rtol=0, atol=1e-9)
+

@@ -356,14 +356,23 @@ def solve_hardware(
         affine = rule.drive(c0, s).after(affine) if exact else None
         return rhos, ((times[0] + a_p, times[1] + a_d), integrals, affine), (totals[0] + a_p, totals[1] + a_d)
 
-    def at_grid(carry, state, k):
-        """Every configuration's update at the end of period k (float: the exact map of the period)."""
+    n_steps = spikes.end_tick + (spikes.end_offset > 0)
+
+    def at_grid(carry, state, k, quiet=False):
+        """Every configuration's update at the end of period k (float: the exact map of the period).
+
+        `quiet`: the period's accumulators are empty (calcium stayed below both thresholds of a
+        rule not driven there): the same update without the work that is void then (the rule's
+        noise, the reads of empty integrators), and the empty accumulators kept as they are."""
         rhos, ((a_p, a_d), integrals, affine), totals = carry
-        elapsed = (grid[k] - jnp.where(k > 0, grid[k - 1], 0)).astype(dtype) * unit_
+        # The grid is every m steps, the last point at the end: period k has this length (0 past the end).
+        elapsed = jnp.clip(n_steps - k * m, 0, m).astype(dtype) * unit_
         # The rule's noise needs numbers where calcium crossed a threshold, or everywhere once the
         # reads are noisy (an empty integrator then reads a positive time).
-        active = jnp.any(a_p + a_d > 0) | read_noise
-        normal = normal_when(active, key, k, rho_flat.shape, dtype)
+        if quiet and not read_noise:
+            normal = jnp.zeros(rho_flat.shape, dtype)
+        else:
+            normal = normal_when(jnp.any(a_p + a_d > 0) | read_noise, key, k, rho_flat.shape, dtype)
         uniform = counter_uniform(round_seeds, k, dtype) if random_rounding else None
         noise = jax.random.normal(jax.random.fold_in(read_key, k), (n_rates, *rho_flat.shape), dtype) if read_noise else None
         c = calcium.concentration(state)
@@ -372,12 +381,22 @@ def solve_hardware(
             if config.state is None:
                 new.append(rule.drift(affine(rule.drift(rho, elapsed / 2), normal), elapsed / 2))
                 continue
-            read = config.read_integrals(rule, integrals, c, elapsed, noise if config.read_noise > 0 else None)
+            if quiet and config.threshold_time == "integrate" and config.read_noise == 0:
+                read = integrals  # an empty integrator reads 0
+            else:
+                read = config.read_integrals(rule, integrals, c, elapsed, noise if config.read_noise > 0 else None)
             delta = rule.increment(rho + config.offset, read, elapsed, normal)
             new.append(config.state.accumulate(rho, delta, config.rounding, uniform=uniform))
         # Periods past the protocol's end (padding of a batch) have no length: nothing happens in them.
         new = tuple(jnp.where(elapsed > 0, a, b) for a, b in zip(new, rhos))
-        return new, empty(), totals
+        return new, carry[1] if quiet else empty(), totals
+
+    def quiet(carry, state):
+        """Calcium below both thresholds of a rule not driven there, and the period's accumulators
+        empty: until the next spike, intervals add nothing."""
+        (a_p, a_d), integrals, _ = carry[1]
+        empty_ = jnp.all(a_p == 0) & jnp.all(a_d == 0) & jnp.all(jnp.stack([jnp.all(i == 0) for i in integrals]))
+        return empty_ & jnp.all(calcium.concentration(state) < jnp.minimum(*rule.thresholds()))
 
     def record(carry, state):
         return calcium.concentration(state), carry[0]
@@ -386,7 +405,9 @@ def solve_hardware(
     rhos0 = tuple(rho_flat if c.state is None else c.state.quantise(rho_flat - c.offset) for c in configs)
     state, (rhos, _, (t_p, t_d)), records = event_loop(
         calcium, spikes, (rhos0, empty(), (zero, zero)), interval, grid=grid, at_grid=at_grid,
-        record=None if record_every is None else record, D=D)
+        record=None if record_every is None else record, D=D,
+        quiet=None if rule.DRIVEN_BELOW_THRESHOLDS else quiet,
+        at_quiet_grid=lambda carry, state, k: at_grid(carry, state, k, quiet=True))
     shifts = [0.0 if c.state is None else c.offset for c in configs]
     ts, c_trace, rho_traces = None, None, [None] * len(configs)
     if record_every is not None:
