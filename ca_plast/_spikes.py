@@ -9,6 +9,7 @@ are padded to a common length with masked entries, so batches vmap.
 
 import dataclasses
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -152,6 +153,46 @@ def interval(tick_a: Array, offset_a: Array, tick_b: Array, offset_b: Array, uni
     return (tick_b - tick_a).astype(offset_a.dtype) * unit + (offset_b - offset_a)
 
 
+class EventList(NamedTuple):
+    """Merged, sorted events of one protocol: times (`tick`, `offset`, as in `Spikes`), the
+    interval (ms) from the previous event (or from time 0), kind, whether it acts, and a tag
+    (e.g. the synapse it belongs to)."""
+
+    tick: Int[Array, " n"]
+    offset: Float[Array, " n"]
+    length: Float[Array, " n"]
+    kind: Int[Array, " n"]
+    active: Bool[Array, " n"]
+    tag: Int[Array, " n"]
+
+
+def merge_events(streams, end_tick: Array, end_offset: Array, end_kind: int, unit: float) -> EventList:
+    """The sorted `EventList` of `streams`, each `(tick, offset, mask, kind, tag)` (arrays; `kind`
+    an int for the whole stream), closed by the protocol's end (kind `end_kind`, tag 0).
+
+    Events past the end move onto it and do not act; masked events do not act. Simultaneous
+    events keep kind order (the lowest kind first).
+    """
+    ticks = jnp.concatenate([s[0] for s in streams] + [end_tick[None]])
+    offsets = jnp.concatenate([s[1] for s in streams] + [end_offset[None]])
+    masks = jnp.concatenate([s[2] for s in streams] + [jnp.array([True])])
+    kinds = jnp.concatenate([jnp.full(s[0].shape, s[3]) for s in streams] + [jnp.array([end_kind])])
+    tags = jnp.concatenate([jnp.asarray(s[4], jnp.int32) for s in streams] + [jnp.zeros((1,), jnp.int32)])
+    past_end = (ticks > end_tick) | ((ticks == end_tick) & (offsets > end_offset))
+    ticks = jnp.where(past_end, end_tick, ticks)
+    offsets = jnp.where(past_end, end_offset, offsets)
+    masks = masks & ~past_end
+    order = jnp.lexsort((kinds, jax.lax.stop_gradient(offsets), ticks))
+    ticks, offsets, kinds, masks, tags = ticks[order], offsets[order], kinds[order], masks[order], tags[order]
+    return EventList(ticks, offsets, _lengths(ticks, offsets, unit), kinds, masks, tags)
+
+
+def _lengths(ticks: Array, offsets: Array, unit: float) -> Array:
+    prev_tick = jnp.concatenate([jnp.zeros((1,), ticks.dtype), ticks[:-1]])
+    prev_offset = jnp.concatenate([jnp.zeros((1,), offsets.dtype), offsets[:-1]])
+    return interval(prev_tick, prev_offset, ticks, offsets, unit)
+
+
 def event_sequence(
     spikes: Spikes, D: Array, grid: Int[Array, " n_grid"] | None = None
 ) -> tuple[Float[Array, " n"], Int[Array, " n"], Bool[Array, " n"]]:
@@ -166,35 +207,25 @@ def event_sequence(
     """
     unit = spikes.unit
     pre_tick, pre_offset = shift(spikes.pre_tick, spikes.pre_offset, D, unit)
-    ticks = jnp.concatenate([pre_tick, spikes.post_tick, spikes.end_tick[None]])
-    offsets = jnp.concatenate([pre_offset, spikes.post_offset, spikes.end_offset[None]])
-    kinds = jnp.concatenate([
-        jnp.full(pre_tick.shape, PRE), jnp.full(spikes.post_tick.shape, POST), jnp.array([END])
-    ])
-    masks = jnp.concatenate([spikes.pre_mask, spikes.post_mask, jnp.array([True])])
-    past_end = (ticks > spikes.end_tick) | ((ticks == spikes.end_tick) & (offsets > spikes.end_offset))
-    ticks = jnp.where(past_end, spikes.end_tick, ticks)
-    offsets = jnp.where(past_end, spikes.end_offset, offsets)
-    masks = masks & ~past_end
-    # Spikes and the end, sorted: by tick, offset, then kind (pre, post, end).
-    order = jnp.lexsort((kinds, jax.lax.stop_gradient(offsets), ticks))
-    ticks, offsets, kinds, masks = ticks[order], offsets[order], kinds[order], masks[order]
-    if grid is not None:
-        # Merge the (sorted) grid in. A grid point opens its tick: it comes before every event
-        # of that tick, whatever the rounding of their offsets (a delayed arrival may sit a few
-        # ulp below 0). A merge by positions, not a sort: the grid may hold 10^6 points.
-        grid = grid.astype(ticks.dtype)
-        n = ticks.shape[0] + grid.shape[0]
-        at_event = jnp.arange(ticks.shape[0]) + jnp.searchsorted(grid, ticks, side="right")
-        at_grid = jnp.arange(grid.shape[0]) + jnp.searchsorted(ticks, grid, side="left")
+    untagged = jnp.zeros((), jnp.int32)
+    events = merge_events([(pre_tick, pre_offset, spikes.pre_mask, PRE, jnp.broadcast_to(untagged, pre_tick.shape)),
+                           (spikes.post_tick, spikes.post_offset, spikes.post_mask, POST,
+                            jnp.broadcast_to(untagged, spikes.post_tick.shape))],
+                          spikes.end_tick, spikes.end_offset, END, unit)
+    if grid is None:
+        return events.length, events.kind, events.active
+    # Merge the (sorted) grid in. A grid point opens its tick: it comes before every event of
+    # that tick, whatever the rounding of their offsets (a delayed arrival may sit a few ulp
+    # below 0). A merge by positions, not a sort: the grid may hold 10^6 points.
+    ticks, grid = events.tick, grid.astype(events.tick.dtype)
+    n = ticks.shape[0] + grid.shape[0]
+    at_event = jnp.arange(ticks.shape[0]) + jnp.searchsorted(grid, ticks, side="right")
+    at_grid = jnp.arange(grid.shape[0]) + jnp.searchsorted(ticks, grid, side="left")
 
-        def merged(events, points):
-            return jnp.zeros(n, events.dtype).at[at_event].set(events).at[at_grid].set(points)
+    def merged(values, points):
+        return jnp.zeros(n, values.dtype).at[at_event].set(values).at[at_grid].set(points)
 
-        ticks = merged(ticks, grid)
-        offsets = merged(offsets, jnp.zeros(grid.shape, offsets.dtype))
-        kinds = merged(kinds, jnp.full(grid.shape, GRID, kinds.dtype))
-        masks = merged(masks, jnp.ones(grid.shape, bool))
-    prev_tick = jnp.concatenate([jnp.zeros((1,), ticks.dtype), ticks[:-1]])
-    prev_offset = jnp.concatenate([jnp.zeros((1,), offsets.dtype), offsets[:-1]])
-    return interval(prev_tick, prev_offset, ticks, offsets, unit), kinds, masks
+    offsets = merged(events.offset, jnp.zeros(grid.shape, events.offset.dtype))
+    kinds = merged(events.kind, jnp.full(grid.shape, GRID, events.kind.dtype))
+    active = merged(events.active, jnp.ones(grid.shape, bool))
+    return _lengths(merged(ticks, grid), offsets, unit), kinds, active

@@ -234,7 +234,7 @@ def solve_stc_hardware(
         offset_a = jnp.where(before, events.offset[ptr - 1], 0.0)
         s = jnp.where(live, events.length[i] - elapsed, 0.0)
         kind, act = events.kind[i], events.active[i] & live
-        mine = True if n_syn is None else events.synapse[i] == jnp.arange(n_syn)
+        mine = True if n_syn is None else events.tag[i] == jnp.arange(n_syn)
         fire, segment = jnp.array(False), s
         if neuron is not None:
             fire, segment = neuron.first_spike(lif, s)
@@ -264,7 +264,7 @@ def solve_stc_hardware(
         k, cal, last, T_p, T_d, stored, w, stats = jax.lax.while_loop(pending, update, inner)
         a_p, a_d = rule.times_above(calcium.concentration(cal), end - last)
         cal = calcium.decay(cal, end - last)
-        w_in = w if n_syn is None else w[events.synapse[i]]
+        w_in = w if n_syn is None else w[events.tag[i]]
         cal, lif, n_post = event_effects(calcium, neuron, cal, lif, n_post, w_in, segment, fire, reached, act, kind, mine)
         carry = (cal, stored, w, T_p + a_p, T_d + a_d, k, lif, stats, n_post, ptr + reached,
                  jnp.where(reached, 0.0, end))

@@ -24,16 +24,14 @@ and calcium) share its protein pool and its spikes; the neuron sums their inputs
 as in the model authors' code) with every Heaviside sampled at the step start.
 """
 
-from typing import NamedTuple
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, Bool, Float, Int, Key
+from .._custom_types import Array, Float, Int, Key
 from .._lif import LeakyIntegrateAndFire
-from .._spikes import Spikes, interval, shift, tick_count, whole_steps
+from .._spikes import EventList, Spikes, merge_events, shift, tick_count, whole_steps
 from .._validation import checked, whole_number
 from ..rules._lt2021 import LuboeinskiTetzlaff2021, STCState, STCStats
 from ._loop import tree_where
@@ -62,40 +60,6 @@ class STCSolution(eqx.Module):
     n_late: Int[Array, "..."]
 
 
-class Events(NamedTuple):
-    """The merged, sorted events of one protocol: times (`tick`, `offset`, as in `Spikes`),
-    intervals (ms) from the previous event, kinds, activity and synapse."""
-
-    tick: Int[Array, " n"]
-    offset: Float[Array, " n"]
-    length: Float[Array, " n"]
-    kind: Int[Array, " n"]
-    active: Bool[Array, " n"]
-    synapse: Int[Array, " n"]
-
-
-def _merge(streams, end_tick: Array, end_offset: Array, unit: float) -> Events:
-    """The merged, sorted `Events` of `streams`: (tick, offset, mask, kind, synapse) arrays.
-
-    Events past the protocol's end move onto the end and do not act; the END event closes the
-    list. Simultaneous events keep kind order.
-    """
-    ticks = jnp.concatenate([s[0] for s in streams] + [end_tick[None]])
-    offsets = jnp.concatenate([s[1] for s in streams] + [end_offset[None]])
-    masks = jnp.concatenate([s[2] for s in streams] + [jnp.array([True])])
-    kinds = jnp.concatenate([jnp.full(s[0].shape, s[3]) for s in streams] + [jnp.array([END])])
-    synapses = jnp.concatenate([s[4] for s in streams] + [jnp.zeros((1,), jnp.int32)])
-    past_end = (ticks > end_tick) | ((ticks == end_tick) & (offsets > end_offset))
-    ticks = jnp.where(past_end, end_tick, ticks)
-    offsets = jnp.where(past_end, end_offset, offsets)
-    order = jnp.lexsort((kinds, jax.lax.stop_gradient(offsets), ticks))
-    ticks, offsets, kinds, synapses = ticks[order], offsets[order], kinds[order], synapses[order]
-    masks = (masks & ~past_end)[order]
-    prev_tick = jnp.concatenate([jnp.zeros((1,), ticks.dtype), ticks[:-1]])
-    prev_offset = jnp.concatenate([jnp.zeros((1,), offsets.dtype), offsets[:-1]])
-    return Events(ticks, offsets, interval(prev_tick, prev_offset, ticks, offsets, unit), kinds, masks, synapses)
-
-
 def _layout(spikes: Spikes, synapses: bool, name: str):
     """Presynaptic trains as (n_synapses, max) arrays, their synapse indices, and the shared
     postsynaptic train and end; n_synapses None for one synapse (scalar state)."""
@@ -117,8 +81,8 @@ def check_spare(name: str, max_post_spikes: int) -> None:
 
 
 def stc_events(rule: LuboeinskiTetzlaff2021, spikes: Spikes, neuron: LeakyIntegrateAndFire | None,
-               record_every: float, synapses: bool, name: str) -> tuple[int | None, int, int, Events]:
-    """The merged `Events` of an STC run (see `solve_stc`), the number of synapses (None for
+               record_every: float, synapses: bool, name: str) -> tuple[int | None, int, int, EventList]:
+    """The merged `EventList` of an STC run (see `solve_stc`), the number of synapses (None for
     one), ticks between records, and the number of records after the start."""
     unit = spikes.unit
     n_syn, (pre_tick, pre_offset, pre_mask), post, end_tick, end_offset = _layout(spikes, synapses, name)
@@ -139,7 +103,7 @@ def stc_events(rule: LuboeinskiTetzlaff2021, spikes: Spikes, neuron: LeakyIntegr
     streams.append(shared(*post, POST))
     record_tick = jnp.asarray(record_steps * np.arange(1, n_records + 1), end_tick.dtype)
     streams.append(shared(record_tick, jnp.zeros(n_records, end_offset.dtype), jnp.ones(n_records, bool), RECORD))
-    return n_syn, record_steps, n_records, _merge(streams, end_tick, end_offset, unit)
+    return n_syn, record_steps, n_records, merge_events(streams, end_tick, end_offset, END, unit)
 
 
 def event_effects(calcium, neuron, state, lif, n_post, w, segment, fire, reached, act, kind, mine):
@@ -209,7 +173,7 @@ def solve_stc(
     whole_number("solve_stc", "chunk", chunk, of=" of iterations")
     n_syn, record_steps, n_records, events = stc_events(rule, spikes, neuron, record_every, synapses, "solve_stc")
     calcium = rule.calcium
-    lengths, kinds, active, sources = events.length, events.kind, events.active, events.synapse
+    lengths, kinds, active, sources = events.length, events.kind, events.active, events.tag
     n_events = lengths.shape[0]
     n_chunks = -(-(n_events + (0 if neuron is None else int(max_post_spikes))) // chunk)
     noise_shape = (2,) if n_syn is None else (2 * n_syn, n_syn)
