@@ -62,8 +62,9 @@ between), as the event solver's sub-steps do. Readout: U = P(rho > rho_star | st
 D = P(rho <= rho_star | started UP) are read off the final distribution functions at
 rho_star by the same interpolation, so they are differentiable in rho_star too.
 
-The scheme runs as two scans: the calcium, the drives and the Strang bookkeeping of every
-group (scalars), then the remaps and convolutions of the distribution functions.
+The scheme runs in two passes: the event loop (`event_loop`, as every early-phase solver)
+carries calcium, the drives and the Strang bookkeeping (scalars) and leaves one step per
+group; a scan then applies the remaps and convolutions to the distribution functions.
 
 Accuracy is set by the grid (h) and the splitting (K, E); the convergence
 table in `benchmarks/density.py` and the tests against 10^5 simulated synapses per state
@@ -78,12 +79,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._custom_types import Array, Float
-from .._spikes import END, POST, PRE, Spikes, event_sequence, without_ticks
+from .._spikes import Spikes, event_sequence, without_ticks
 from .._validation import checked
 from ..rules._affine import Affine
 from ..rules._gb2012 import GraupnerBrunel2012
 from ._events import check_spikes
-from ._loop import tree_where
+from ._loop import event_loop, tree_where
 
 # `DensitySolution.escaped` above this (probability mass) is an error of the public entry points. In
 # float32 the bookkeeping itself carries the FFT's rounding, about 1e-7 per event.
@@ -189,7 +190,7 @@ def solve_density(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = 
     spikes = check_spikes("solve_density", spikes)
     dtype = spikes.pre_offset.dtype
     calcium = rule.calcium
-    intervals, kinds, active = event_sequence(spikes, calcium.D)
+    intervals = event_sequence(spikes, calcium.D)[0]  # for the alignment of the slots
     edges = grid.edges(dtype)
     h = grid.width
     lo, hi = edges[0], edges[-1]
@@ -199,41 +200,42 @@ def solve_density(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = 
     symbol = jnp.asarray(1 - np.cos(2 * np.pi * np.fft.rfftfreq(size)), dtype=dtype)
     K, E = grid.drive_steps, grid.events_per_remap
 
-    def schedule(carry, slot):
-        """The steps of one slot of events: the calcium, the drive and the Strang bookkeeping, scalars only."""
-        state, pending, variance, travel, t_p, t_d, lag = carry
+    starts, ends, n_slots = _slots(intervals, E)
+    zero = jnp.zeros_like(intervals[0])
+    fresh = (Affine.identity(zero), zero, zero, jnp.zeros((), bool))  # a slot's merged drive, first, inside, seen
+    no_step = (jnp.zeros((), bool), zero, Affine.identity(zero))
+
+    def interval(carry, state, s, index):
+        """One event's drive and the Strang bookkeeping (scalars only): the steps it leaves for the
+        distribution functions (K of them with E = 1; with E > 1 its slot's merged step, if it closes one)."""
+        pending, variance, travel, t_p, t_d, lag, slot, _ = carry
+        merged, first, inside, seen = tree_where(starts[index], fresh, slot) if E > 1 else fresh
         steps = []
-        merged, first, inside = Affine.identity(pending), jnp.zeros_like(pending), jnp.zeros_like(pending)
-        seen = jnp.zeros_like(pending, dtype=bool)
-        for s, kind, act in zip(*slot):
-            a_p, a_d = rule.times_above(calcium.concentration(state), s)
-            length = jnp.maximum(a_p, a_d)
-            driven = length > 0
-            piece = length / K
-            for j in range(K):
-                affine = rule.drive(calcium.concentration(calcium.decay(state, piece * j)), piece)
-                t = pending + piece / 2
-                variance = variance + jnp.where(driven, affine.variance, 0.0)
-                travel = travel + jnp.where(driven, jnp.abs(affine.shift) + jnp.abs(1 - affine.gain), 0.0)
-                pending = jnp.where(driven, piece / 2, pending)
-                if E == 1:
-                    steps.append((driven, t, affine))
-                else:  # K == 1: the slot's drives become one step (module docstring, item 6)
-                    first = jnp.where(driven & ~seen, t, first)
-                    inside = inside + jnp.where(driven & seen, t, 0.0)
-                    merged = tree_where(driven, affine.after(merged), merged)
-                    seen = seen | driven
-            pending = pending + jnp.where(driven, s - length, s)
-            state = calcium.decay(state, s)
-            state = tree_where(act & (kind == PRE), calcium.on_pre(state), state)
-            state = tree_where(act & (kind == POST), calcium.on_post(state), state)
-            t_p, t_d = t_p + a_p, t_d + a_d
+        a_p, a_d = rule.times_above(calcium.concentration(state), s)
+        length = jnp.maximum(a_p, a_d)
+        driven = length > 0
+        piece = length / K
+        for j in range(K):
+            affine = rule.drive(calcium.concentration(calcium.decay(state, piece * j)), piece)
+            t = pending + piece / 2
+            variance = variance + jnp.where(driven, affine.variance, 0.0)
+            travel = travel + jnp.where(driven, jnp.abs(affine.shift) + jnp.abs(1 - affine.gain), 0.0)
+            pending = jnp.where(driven, piece / 2, pending)
+            if E == 1:
+                steps.append((driven, t, affine))
+            else:  # K == 1: the slot's drives become one step (module docstring, item 6)
+                first = jnp.where(driven & ~seen, t, first)
+                inside = inside + jnp.where(driven & seen, t, 0.0)
+                merged = tree_where(driven, affine.after(merged), merged)
+                seen = seen | driven
+        pending = pending + jnp.where(driven, s - length, s)
         if E > 1:
-            steps.append((seen, first + inside / 2, merged))
-            pending = pending + inside / 2
-            lag = jnp.maximum(lag, inside / rule.tau)
+            end = ends[index]
+            steps.append((seen & end, first + inside / 2, merged))
+            pending = pending + jnp.where(end, inside / 2, 0.0)
+            lag = jnp.where(end, jnp.maximum(lag, inside / rule.tau), lag)
         stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *steps)
-        return (state, pending, variance, travel, t_p, t_d, lag), stacked
+        return pending, variance, travel, t_p + a_p, t_d + a_d, lag, (merged, first, inside, seen), stacked
 
     def remap(cdf, t, affine):
         """F_new(x) = F_old(C_{-t}((x - m) / g)): the cubic flow for `t` ms, then the affine mean."""
@@ -261,9 +263,14 @@ def solve_density(rule: GraupnerBrunel2012, spikes: Spikes, grid: DensityGrid = 
         moved, out_noise = diffuse(moved, affine.variance)
         return (jnp.where(driven, moved, cdf), escaped + jnp.where(driven, out_remap + out_noise, 0.0)), None
 
-    zero = jnp.zeros_like(intervals[0])
-    init = (calcium.init(), zero, zero, zero, zero, zero, zero)
-    (_, pending, variance, travel, t_p, t_d, lag), steps = jax.lax.scan(schedule, init, _slots(intervals, kinds, active, E))
+    empty = jax.tree.map(lambda *xs: jnp.stack(xs), *[no_step] * (K if E == 1 else 1))
+    init = (zero, zero, zero, zero, zero, zero, fresh, empty)
+    _, (pending, variance, travel, t_p, t_d, lag, _, _), steps = event_loop(
+        calcium, spikes, init, interval, record=lambda carry, state: carry[-1])
+    if E > 1:  # one step per slot, at its last event
+        closing = jnp.nonzero(ends, size=n_slots, fill_value=0)[0]
+        steps = jax.tree.map(lambda x: x[closing], steps)
+        steps = (steps[0] & (jnp.arange(n_slots) < jnp.sum(ends))[:, None], *steps[1:])
     steps = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), steps)
     start = jnp.stack([(edges > 0).astype(dtype), (edges > 1).astype(dtype)])
     (cdf, escaped), _ = jax.lax.scan(propagate, (start, jnp.zeros(2, dtype)), steps)
@@ -412,28 +419,27 @@ def _fft_size(minimum: int) -> int:
     return best
 
 
-def _slots(intervals: Array, kinds: Array, active: Array, per_slot: int) -> tuple[Array, Array, Array]:
-    """The event arrays laid out as `(slots, per_slot)`, aligned so that the long quiet intervals end slots.
+def _slots(intervals: Array, per_slot: int) -> tuple[Array, Array, int]:
+    """Groups of `per_slot` consecutive events, aligned so that the long quiet intervals end them:
+    whether each event opens a group, whether it closes one, and the most groups there can be.
 
-    Inside a slot, noise is moved past the cubic time between its events (`DensitySolution.lag`),
-    so the slots should hold the events of one pairing, episode or burst. Of the `per_slot` possible
-    alignments (no-op events prepended: zero interval, inactive), the one with the least
-    quiet time inside slots (the intervals before each slot's last event) is taken, per protocol.
+    Inside a group, noise is moved past the cubic time between its events (`DensitySolution.lag`),
+    so the groups should hold the events of one pairing, episode or burst. Of the `per_slot` possible
+    alignments (the first group short by 0 .. per_slot - 1 events), the one with the least quiet
+    time inside groups (the intervals before each group's last event) is taken, per protocol.
     """
-    if per_slot == 1:
-        return intervals[:, None], kinds[:, None], active[:, None]
     n = intervals.shape[0]
     slots = -(-(n + per_slot - 1) // per_slot)
+    if per_slot == 1:
+        every = jnp.ones(n, bool)
+        return every, every, n
     length = slots * per_slot
-    tail = length - n
-
-    def extended(x, fill):
-        return jnp.concatenate([jnp.full(per_slot - 1, fill, x.dtype), x, jnp.full(tail, fill, x.dtype)])
-
-    padded = extended(intervals, 0), extended(kinds, END), extended(active, False)
-    inside = [jnp.sum(jax.lax.stop_gradient(padded[0][per_slot - 1 - phase:][:length]).reshape(slots, per_slot)[:, :-1])
-              for phase in range(per_slot)]
-    begin = per_slot - 1 - jnp.argmin(jnp.stack(inside))
-    intervals, kinds, active = (jax.lax.dynamic_slice_in_dim(x, begin, length).reshape(slots, per_slot) for x in padded)
-    return intervals, kinds, active
-
+    # The intervals behind `per_slot - 1` empty events and padded to whole groups: alignment `phase`
+    # starts reading at `per_slot - 1 - phase`.
+    padded = jnp.concatenate([jnp.zeros(per_slot - 1, intervals.dtype), jax.lax.stop_gradient(intervals),
+                              jnp.zeros(length - n, intervals.dtype)])
+    inside = [jnp.sum(padded[per_slot - 1 - phase:][:length].reshape(slots, per_slot)[:, :-1]) for phase in range(per_slot)]
+    lead = jnp.argmin(jnp.stack(inside))  # empty places before the first event in its group
+    position = jnp.arange(n) + lead
+    first, last = jnp.arange(n) == 0, jnp.arange(n) == n - 1
+    return first | (position % per_slot == 0), last | (position % per_slot == per_slot - 1), slots

@@ -67,7 +67,8 @@ def event_loop(
     - `grid`: tick numbers (multiples of `spikes.unit`, non-decreasing) of the solver's grid
       points; `at_grid(carry, state, g)` acts at grid point `g` (0, 1, ...), with calcium at
       its left limit.
-    - `record(carry, state)`: what to keep at each grid point (after `at_grid`).
+    - `record(carry, state)`: what to keep at each grid point (after `at_grid`), or at every
+      event (after its interval, before its jump) when there is no grid.
     - `D`: the presynaptic delay (ms), `calcium.D` by default (a calcium model whose fields
       are arrays over synapses, e.g. with hardware mismatch, passes the shared scalar).
     - `quiet(carry, state)`: the solver's promise that from `state`, as long as no spike
@@ -79,8 +80,8 @@ def event_loop(
       knows to be void there (`at_grid` by default).
 
     Returns the final calcium state, the final carry and the records stacked over the grid
-    points (None without `record`). Reverse mode stores one carry per event (per block with
-    `quiet`) and recomputes the rest (`jax.checkpoint`).
+    points, or over the events without a grid (None without `record`). Reverse mode stores
+    one carry per event (per block with `quiet`) and recomputes the rest (`jax.checkpoint`).
     """
     intervals, kinds, active = event_sequence(spikes, calcium.D if D is None else D, grid)
     n = intervals.shape[0]
@@ -107,7 +108,7 @@ def event_loop(
         (state, carry, _), outs = _blocks(calcium, step, at_quiet_grid or at_grid, record, quiet, init, events,
                                           quiet_block(grid.shape[0], n - grid.shape[0]))
     if record is None or grid is None:
-        return state, carry, None
+        return state, carry, outs
     where = jnp.nonzero(kinds == GRID, size=grid.shape[0])[0]
     return state, carry, jax.tree.map(lambda x: x[where], outs)
 
