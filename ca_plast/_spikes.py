@@ -19,6 +19,7 @@ import numpy as np
 from ._custom_types import Array, Bool, Float, Int
 from ._limits import MAX_TICKS
 from ._protocols import Protocol
+from ._validation import traced
 
 PRE, POST, END, GRID = 0, 1, 2, 3
 
@@ -199,7 +200,8 @@ def event_sequence(
     """The merged, sorted events of one (unbatched) protocol, ending with the protocol's end.
 
     Presynaptic spikes are delayed by `D` (ms). `grid`: optional tick numbers of a solver's
-    grid points (kind `GRID`, at offset 0), which may lie past the protocol's end. Returns
+    grid points (kind `GRID`, at offset 0), non-decreasing, which may lie past the protocol's
+    end. Returns
     the interval (ms) from the previous event (or from time 0) to each event, its kind
     (`PRE`, `POST`, `END` or `GRID`) and whether it acts. Padding and arrivals past the end
     are moved onto the end and do not act. Simultaneous events keep the order grid, pre,
@@ -214,6 +216,8 @@ def event_sequence(
                           spikes.end_tick, spikes.end_offset, END, unit)
     if grid is None:
         return events.length, events.kind, events.active
+    if not traced(grid) and np.any(np.diff(np.asarray(grid)) < 0):
+        raise ValueError(f"event_sequence: grid tick numbers must be non-decreasing, got {np.asarray(grid)!r}")
     # Merge the (sorted) grid in. A grid point opens its tick: it comes before every event of
     # that tick, whatever the rounding of their offsets (a delayed arrival may sit a few ulp
     # below 0). A merge by positions, not a sort: the grid may hold 10^6 points.

@@ -153,7 +153,7 @@ def _sorted_reference(spikes, D, grid):
     return np.diff(times_, prepend=0.0), np.array([r[2] for r in rows]), np.array([r[4] for r in rows])
 
 
-@pytest.mark.parametrize("D", [0.0, 3.0, 0.25, 13.7])
+@pytest.mark.parametrize("D", [0.0, 13.7])
 def test_event_sequence_merges_a_grid_as_a_sort_would(D):
     """Grid points merged by position equal a plain sort of everything, ties included: grid
     points on spike ticks, delayed arrivals on grid ticks, padding and arrivals past the end."""
@@ -172,3 +172,9 @@ def test_event_sequence_merges_a_grid_as_a_sort_would(D):
         np.testing.assert_array_equal(np.asarray(acts), ref_acts)
         np.testing.assert_allclose(np.asarray(intervals), ref_intervals, rtol=0, atol=1e-9)
 
+
+
+def test_event_sequence_refuses_an_unsorted_grid():
+    spikes = cp.to_spikes(cp.Protocol(pre=[1.0, 5.0], post=[2.0], duration=10.0), unit=0.1)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        event_sequence(spikes, jnp.asarray(0.0), jnp.asarray([60, 20]))

@@ -35,7 +35,9 @@ class AbstractRule(eqx.Module):
     Attributes: `calcium`, the calcium model; `BOUNDS` (class variable), the valid range of
     each parameter field (`ca_plast._validation.Bound`), which every solver checks;
     `DRIVEN_BELOW_THRESHOLDS` (class variable, default True): whether calcium below both
-    `thresholds` still drives `w` (False lets the event solver skip that part: GB2012).
+    `thresholds` still drives `w`. False promises that there `rates` and `integrals` are
+    exactly 0 and `drive` is exactly the identity (gain 1, shift 0, variance 0), which lets
+    the event solver and the emulation skip that part (GB2012).
 
     Abstract methods: `thresholds`, `drive`, `initial_population`, `readout`, `rates`,
     `increment`. Optional: `drift` (default: none), `integrals` (default: Gauss-Legendre
