@@ -288,9 +288,9 @@ def test_quiet_stretches_take_the_same_updates(dp, configs):
     through blocks of quiet periods): final rho, records and gradients equal those of the
     full path, which a rule declared driven below its thresholds always takes."""
     driven = _DrivenEverywhere(**{f.name: getattr(dp, f.name) for f in dataclasses.fields(dp)})
-    pre, post = [3.0, 3.3, 40.0, 90.05, 1500.0, 2100.0], [13.0, 41.0, 120.0, 1510.0, 2095.0]
-    spikes = cp.to_spikes(cp.Protocol(pre=pre, post=post, duration=2500.0), unit=0.1)
-    assert quiet_block(25_000, len(pre) + len(post) + 1) > 1  # the loop takes blocks: 25,000 updates
+    pre, post = [3.0, 3.3, 40.0, 90.05, 1500.0, 1900.0], [13.0, 41.0, 120.0, 1510.0, 1895.0]
+    spikes = cp.to_spikes(cp.Protocol(pre=pre, post=post, duration=2000.0), unit=0.1)
+    assert quiet_block(20_000, len(pre) + len(post) + 1) > 1  # the loop takes blocks: 20,000 updates
     rho0 = jnp.linspace(0.0, 1.0, 8)
     key = jax.random.key(5)
     lean, full = (cp.solve_hardware(rule, spikes, rho0, hardware=configs, key=key, record_every=7) for rule in (dp, driven))
@@ -299,11 +299,10 @@ def test_quiet_stretches_take_the_same_updates(dp, configs):
         np.testing.assert_array_equal(np.asarray(a.rho_trace), np.asarray(b.rho_trace))
         np.testing.assert_array_equal(np.asarray(a.c), np.asarray(b.c))
         assert float(jnp.std(a.rho_trace[-1] - a.rho_trace[0])) > 0  # the synapses moved
-    if len(configs) > 1:  # reverse mode through the blocks: straight-through (8 bit) and float
+    if len(configs) > 1:  # reverse mode through the blocks (straight-through at 8 bits)
         def mean_rho(theta_p, rule):
             rule = eqx.tree_at(lambda r: r.theta_p, rule, theta_p)
-            solutions = cp.solve_hardware(rule, spikes, rho0, hardware=configs[:2], key=key)
-            return solutions[0].rho.mean() + 10 * solutions[1].rho.mean()
+            return cp.solve_hardware(rule, spikes, rho0, hardware=configs[0], key=key).rho.mean()
 
         grads = [float(jax.grad(mean_rho)(jnp.asarray(1.3), rule)) for rule in (dp, driven)]
         assert grads[0] != 0 and np.isclose(grads[0], grads[1], rtol=1e-12, atol=0)
