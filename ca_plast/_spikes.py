@@ -172,9 +172,10 @@ def merge_events(streams, end_tick: Array, end_offset: Array, end_kind: int, uni
     an int for the whole stream), closed by the protocol's end (kind `end_kind`, tag 0).
 
     Events past the end move onto it and do not act; masked events do not act. Simultaneous
-    events keep kind order (the lowest kind first).
+    events keep the order of their streams (the end last).
     """
     ticks = jnp.concatenate([s[0] for s in streams] + [end_tick[None]])
+    ranks = jnp.concatenate([jnp.full(s[0].shape, r) for r, s in enumerate(streams)] + [jnp.array([len(streams)])])
     offsets = jnp.concatenate([s[1] for s in streams] + [end_offset[None]])
     masks = jnp.concatenate([s[2] for s in streams] + [jnp.array([True])])
     kinds = jnp.concatenate([jnp.full(s[0].shape, s[3]) for s in streams] + [jnp.array([end_kind])])
@@ -183,7 +184,7 @@ def merge_events(streams, end_tick: Array, end_offset: Array, end_kind: int, uni
     ticks = jnp.where(past_end, end_tick, ticks)
     offsets = jnp.where(past_end, end_offset, offsets)
     masks = masks & ~past_end
-    order = jnp.lexsort((kinds, jax.lax.stop_gradient(offsets), ticks))
+    order = jnp.lexsort((ranks, jax.lax.stop_gradient(offsets), ticks))
     ticks, offsets, kinds, masks, tags = ticks[order], offsets[order], kinds[order], masks[order], tags[order]
     return EventList(ticks, offsets, _lengths(ticks, offsets, unit), kinds, masks, tags)
 
@@ -207,6 +208,12 @@ def event_sequence(
     are moved onto the end and do not act. Simultaneous events keep the order grid, pre,
     post, end.
     """
+    events = event_list(spikes, D, grid)
+    return events.length, events.kind, events.active
+
+
+def event_list(spikes: Spikes, D: Array, grid: Int[Array, " n_grid"] | None = None) -> EventList:
+    """`event_sequence` as an `EventList` (with times; tags 0)."""
     unit = spikes.unit
     pre_tick, pre_offset = shift(spikes.pre_tick, spikes.pre_offset, D, unit)
     untagged = jnp.zeros((), jnp.int32)
@@ -215,7 +222,7 @@ def event_sequence(
                             jnp.broadcast_to(untagged, spikes.post_tick.shape))],
                           spikes.end_tick, spikes.end_offset, END, unit)
     if grid is None:
-        return events.length, events.kind, events.active
+        return events
     if not traced(grid) and np.any(np.diff(np.asarray(grid)) < 0):
         raise ValueError(f"event_sequence: grid tick numbers must be non-decreasing, got {np.asarray(grid)!r}")
     # Merge the (sorted) grid in. A grid point opens its tick: it comes before every event of
@@ -229,7 +236,8 @@ def event_sequence(
     def merged(values, points):
         return jnp.zeros(n, values.dtype).at[at_event].set(values).at[at_grid].set(points)
 
+    ticks = merged(ticks, grid)
     offsets = merged(events.offset, jnp.zeros(grid.shape, events.offset.dtype))
     kinds = merged(events.kind, jnp.full(grid.shape, GRID, events.kind.dtype))
     active = merged(events.active, jnp.ones(grid.shape, bool))
-    return _lengths(merged(ticks, grid), offsets, unit), kinds, active
+    return EventList(ticks, offsets, _lengths(ticks, offsets, unit), kinds, active, jnp.zeros(n, jnp.int32))

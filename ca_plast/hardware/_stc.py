@@ -7,10 +7,10 @@ with stochastic rounding and an adjusted solver time step.
 
 `solve_stc_hardware` emulates that:
 
-- analog substrate, exactly as `solve_stc`: the same merged event scan (calcium arrivals
-  after D, current arrivals, imposed postsynaptic spikes, records, and the neuron's own
-  threshold crossings located exactly by `LeakyIntegrateAndFire.first_spike`); calcium
-  decays in closed form between events;
+- analog substrate, exactly as `solve_stc`: the same event loop (`run_events`: calcium
+  arrivals after D, current arrivals, imposed postsynaptic spikes, records, and the
+  neuron's own threshold crossings located exactly by `LeakyIntegrateAndFire.first_spike`);
+  calcium decays in closed form between events;
 - two analog integrators hold the time calcium spent above theta_p and theta_d since the
   last update (integrated exactly, `rule.times_above`, over every piece of free decay);
 - at each update (times k * period, k >= 1) the PPU reads them through the CADC
@@ -31,9 +31,10 @@ threshold (no CADC), no rounding, float weight; it differs from the exact model 
 only by the explicit step over each period and the weight held between updates.
 
 Many updates fall between two events (hours of quiet with records every 30 s: 3000 updates
-of 10 ms per record interval); they run in a `jax.lax.while_loop` whose body is one closed
-form calcium decay, one PPU step and one write-back. Reverse-mode gradients are therefore not
-available (fitting is GB2012-only); forward evaluation is jit- and vmap-compatible.
+of 10 ms per record interval); inside each interval of the event loop they run in a
+`jax.lax.while_loop` whose body is one closed form calcium decay, one PPU step and one
+write-back. Reverse-mode gradients are therefore not available; forward evaluation is jit-
+and vmap-compatible.
 
 Random numbers, as in `solve_hardware`: the rule's noise in update k uses
 `jax.random.normal(fold_in(key, k))` (drawn only when calcium was above a threshold in the
@@ -49,11 +50,12 @@ import jax.numpy as jnp
 
 from .._custom_types import Array, ArrayLike, Key
 from .._lif import LeakyIntegrateAndFire
-from .._spikes import Spikes, interval
+from .._spikes import Spikes, interval as interval_ms
 from .._validation import checked
 from ..rules._affine import safe_sqrt
 from ..rules._lt2021 import LuboeinskiTetzlaff2021, STCState, STCStats
-from ..solvers._stc import RECORD, STCSolution, check_spare, event_effects, stc_events, stc_solution
+from ..solvers._loop import run_events
+from ..solvers._stc import STCSolution, check_spare, neuron_at_event, stc_events, stc_solution
 from ._bss2 import BSS2, READ_STREAM, ROUNDING_STREAM, normal_when
 from ._fixed_point import FixedPoint
 from ._rounding import counter_uniform
@@ -225,31 +227,24 @@ def solve_stc_hardware(
         piece = STCStats(time_pro=period * pro, time_tag_ltp=period * ltp, time_tag_ltd=period * ltd, h_max=h, h_min=h)
         return new, _written_weight(rule, hardware, _value(rule, new)), stats.then(piece)
 
-    def iteration(carry, _):
-        cal, stored, w, T_p, T_d, k, lif, stats, n_post, ptr, elapsed = carry
-        live = ptr < n_events
-        i = jnp.minimum(ptr, n_events - 1)
-        before = ptr > 0
-        tick_a = jnp.where(before, events.tick[ptr - 1], 0)
-        offset_a = jnp.where(before, events.offset[ptr - 1], 0.0)
-        s = jnp.where(live, events.length[i] - elapsed, 0.0)
-        kind, act = events.kind[i], events.active[i] & live
-        mine = True if n_syn is None else events.tag[i] == jnp.arange(n_syn)
-        fire, segment = jnp.array(False), s
-        if neuron is not None:
-            fire, segment = neuron.first_spike(lif, s)
-            fire = fire & live
-        reached = live & ~fire
-        end = elapsed + segment
+    def interval(carry, state, s, at):
+        """PPU updates inside the segment of `s` ms (those at or before its end; one at an
+        event's time comes before it), and the integrators over the free decay between."""
+        stored, w, T_p, T_d, k, lif, stats, n_post = carry
+        before = at.event > 0
+        previous = jnp.maximum(at.event - 1, 0)
+        tick_a = jnp.where(before, events.tick[previous], 0)
+        offset_a = jnp.where(before, events.offset[previous], 0.0)
+        tick_b = events.tick[jnp.minimum(at.event, n_events - 1)]
+        end = at.elapsed + s
 
         def update_time(k):
             """Time (ms) of update k after the previous event, from integer ticks."""
-            return interval(tick_a, offset_a, k * m, jnp.zeros((), dtype), unit)
+            return interval_ms(tick_a, offset_a, k * m, jnp.zeros((), dtype), unit)
 
         def pending(inner):
-            # Updates at or before the segment's end; an update at an event's time comes first.
             k = inner[0]
-            return live & jnp.where(reached, k * m <= events.tick[i], update_time(k) <= end)
+            return (at.event < n_events) & jnp.where(at.reached, k * m <= tick_b, update_time(k) <= end)
 
         def update(inner):
             k, cal, last, T_p, T_d, stored, w, stats = inner
@@ -260,25 +255,31 @@ def solve_stc_hardware(
             zero = jnp.zeros_like(T_p)
             return k + 1, cal, t_k, zero, zero, stored, w, stats
 
-        inner = (k, cal, elapsed, T_p, T_d, stored, w, stats)
+        inner = (k, state, at.elapsed, T_p, T_d, stored, w, stats)
         k, cal, last, T_p, T_d, stored, w, stats = jax.lax.while_loop(pending, update, inner)
         a_p, a_d = rule.times_above(calcium.concentration(cal), end - last)
-        cal = calcium.decay(cal, end - last)
-        w_in = w if n_syn is None else w[events.tag[i]]
-        cal, lif, n_post = event_effects(calcium, neuron, cal, lif, n_post, w_in, segment, fire, reached, act, kind, mine)
-        carry = (cal, stored, w, T_p + a_p, T_d + a_d, k, lif, stats, n_post, ptr + reached,
-                 jnp.where(reached, 0.0, end))
-        value = _value(rule, stored)
-        return carry, (value.h, value.p, value.z, reached & (kind == RECORD))
+        lif = None if neuron is None else neuron.propagate(lif, s)
+        return stored, w, T_p + a_p, T_d + a_d, k, lif, stats, n_post
+
+    def split(carry, state, s):
+        if neuron is None:
+            return jnp.array(False), s
+        return neuron.first_spike(carry[5], s)
+
+    def at_event(carry, kind, acts, tag, post):
+        stored, w, T_p, T_d, k, lif, stats, n_post = carry
+        if neuron is not None:
+            lif = neuron_at_event(neuron, lif, w if n_syn is None else w[tag], kind, acts, post)
+        return stored, w, T_p, T_d, k, lif, stats, n_post + post
 
     zero = jnp.zeros(shape, dtype)
     lif = None if neuron is None else neuron.init()
     first = _value(rule, stored0)
-    init = (calcium.rest(zero.shape), stored0, _written_weight(rule, hardware, first), zero, zero,
-            jnp.ones((), jnp.int32), lif, STCStats.start(first.h), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
-            jnp.zeros((), dtype))
-    length = n_events + (0 if neuron is None else int(max_post_spikes))
-    final, (h, p, z, recorded) = jax.lax.scan(iteration, init, None, length=length)
-    _, stored, _, _, _, _, _, stats, n_post, ptr, _ = final
-    return stc_solution(first, _value(rule, stored), (h, p, z), recorded, stats, n_post, n_events - ptr, unit,
-                        record_steps, n_records)
+    carry = (stored0, _written_weight(rule, hardware, first), zero, zero, jnp.ones((), jnp.int32), lif,
+             STCStats.start(first.h), jnp.zeros((), jnp.int32))
+    spare = 0 if neuron is None else int(max_post_spikes)
+    result = run_events(calcium, events, calcium.rest(shape), carry, interval, at_event=at_event,
+                        record=lambda carry, state: _value(rule, carry[0]), n_grid=n_records, targets=n_syn,
+                        split=split, spare=spare, chunk=32)
+    stored, _, _, _, _, _, stats, n_post = result.carry
+    return stc_solution(first, _value(rule, stored), result.records, stats, n_post, result.n_late, unit, record_steps)

@@ -1,20 +1,20 @@
 """Multi-timescale solver for synaptic tagging and capture over hours, and its fine-step reference.
 
-`solve_stc` is event-driven: one `jax.lax.scan` over the merged, sorted events of a protocol
-(calcium arrivals of presynaptic spikes after `D`, synaptic-current arrivals after the
-neuron's delay, imposed postsynaptic spikes, and a grid of record times every
-`record_every` ms). Between two events nothing but exponential decay of calcium happens, and
+`solve_stc` is event-driven: the event loop of every solver (`run_events`) over the merged,
+sorted events of a protocol (calcium arrivals of presynaptic spikes after `D`,
+synaptic-current arrivals after the neuron's delay, imposed postsynaptic spikes, and a grid
+of record times every `record_every` ms). Between two events nothing but exponential decay of calcium happens, and
 `LuboeinskiTetzlaff2021.step` maps (h, p, z) over the interval exactly, with every threshold
 crossing of calcium and of h located inside the interval. Hence the time resolution is fine
 exactly where it is needed (a few ms between spikes during a tetanus) and coarse elsewhere
 (the record grid, tens of seconds, while the late phase evolves for hours), all inside one
 jit-compiled scan with no Python loop over time. With a `LeakyIntegrateAndFire` neuron, its
 threshold crossings inside an interval are found exactly (`first_spike`) and split the
-interval: the spike adds C_post to calcium and resets the neuron.
+interval (the loop's `split`): the spike adds C_post to calcium and resets the neuron.
 
 Times stay exact over 8 h: every event is an integer tick plus an offset (`Spikes`) and
 intervals come from integer tick differences (`_spikes.interval`), never from an
-accumulated float clock. Reverse-mode gradients flow through the whole run; the scan runs in
+accumulated float clock. Reverse-mode gradients flow through the whole run; the loop runs in
 `jax.checkpoint`ed chunks, so reverse mode stores one carry per chunk and recomputes inside.
 
 With `synapses=True` several synapses onto one neuron (each with its own presynaptic train
@@ -31,12 +31,12 @@ import numpy as np
 
 from .._custom_types import Array, Float, Int, Key
 from .._lif import LeakyIntegrateAndFire
-from .._spikes import EventList, Spikes, merge_events, shift, tick_count, whole_steps
+from .._spikes import END, GRID, POST, PRE, EventList, Spikes, merge_events, shift, tick_count, whole_steps
 from .._validation import checked, whole_number
 from ..rules._lt2021 import LuboeinskiTetzlaff2021, STCState, STCStats
-from ._loop import tree_where
+from ._loop import run_events, tree_where
 
-CALCIUM, CURRENT, POST, RECORD, END = range(5)
+CURRENT = 4  # a synaptic current reaching the neuron (the loop's own kinds are 0..3)
 _TILE = 25  # steps per innermost loop of `solve_stc_fine`
 
 
@@ -90,48 +90,35 @@ def stc_events(rule: LuboeinskiTetzlaff2021, spikes: Spikes, neuron: LeakyIntegr
     n_records = tick_count(spikes, name) // record_steps
     source = jnp.broadcast_to(jnp.arange(pre_tick.shape[0], dtype=jnp.int32)[:, None], pre_tick.shape).reshape(-1)
 
-    def flat(delay, kind):
+    def flat(delay, kind: int):
         tick, offset = shift(pre_tick, pre_offset, delay, unit)
         return tick.reshape(-1), offset.reshape(-1), pre_mask.reshape(-1), kind, source
 
-    def shared(tick, offset, mask, kind):
+    def shared(tick, offset, mask, kind: int):
         return tick, offset, mask, kind, jnp.zeros(tick.shape, jnp.int32)
 
-    streams = [flat(rule.calcium.D, CALCIUM)]
+    streams = [flat(rule.calcium.D, PRE)]
     if neuron is not None:
         streams.append(flat(neuron.delay, CURRENT))
     streams.append(shared(*post, POST))
     record_tick = jnp.asarray(record_steps * np.arange(1, n_records + 1), end_tick.dtype)
-    streams.append(shared(record_tick, jnp.zeros(n_records, end_offset.dtype), jnp.ones(n_records, bool), RECORD))
+    streams.append(shared(record_tick, jnp.zeros(n_records, end_offset.dtype), jnp.ones(n_records, bool), GRID))
     return n_syn, record_steps, n_records, merge_events(streams, end_tick, end_offset, END, unit)
 
 
-def event_effects(calcium, neuron, state, lif, n_post, w, segment, fire, reached, act, kind, mine):
-    """What happens at the end of a segment of `segment` ms: the neuron's own spike (`fire`) or
-    the event reached (`reached`, acting if `act`, of `kind`, for the synapses `mine`).
-
-    `state`: calcium at the segment's end (decayed); `lif`: the neuron at its start (None
-    without a neuron); `w`: the weight (mV) a current event brings. Returns calcium, neuron
-    and the updated count of postsynaptic spikes.
-    """
-    post = fire | (reached & act & (kind == POST))
-    state = tree_where(post, calcium.on_post(state), state)
-    state = tree_where(reached & act & (kind == CALCIUM) & mine, calcium.on_pre(state), state)
-    if neuron is not None:
-        lif = neuron.propagate(lif, segment)
-        lif = tree_where(reached & act & (kind == CURRENT), neuron.on_input(lif, w), lif)
-        lif = tree_where(post, neuron.on_spike(lif), lif)
-    return state, lif, n_post + post
+def neuron_at_event(neuron: LeakyIntegrateAndFire, lif, w: Array, kind: Array, acts: Array, post: Array):
+    """The neuron at an event: a synaptic current through a synapse of weight `w` (mV) arrives
+    (kind `CURRENT`, if it `acts`), and it fires (`post`: a given spike or its own)."""
+    lif = tree_where(acts & (kind == CURRENT), neuron.on_input(lif, w), lif)
+    return tree_where(post, neuron.on_spike(lif), lif)
 
 
-def stc_solution(start: STCState, final: STCState, traces, recorded, stats: STCStats, n_post, n_late,
-                 unit: float, record_steps: int, n_records: int) -> STCSolution:
-    """`STCSolution` from a scan's per-iteration (h, p, z) `traces` and the flags of the
-    iterations that reached a record event; the records start with `start`."""
-    where = jnp.nonzero(recorded.reshape(-1), size=n_records)[0]
-    h, p, z = (jnp.concatenate([first[None], values.reshape((-1, *first.shape))[where]])
-               for first, values in zip((start.h, start.p, start.z), traces))
-    ts = unit * np.arange(n_records + 1) * record_steps
+def stc_solution(start: STCState, final: STCState, records: STCState, stats: STCStats, n_post, n_late,
+                 unit: float, record_steps: int) -> STCSolution:
+    """`STCSolution` from the (h, p, z) `records` at the record times after the start."""
+    h, p, z = (jnp.concatenate([first[None], values])
+               for first, values in zip((start.h, start.p, start.z), (records.h, records.p, records.z)))
+    ts = unit * np.arange(h.shape[0]) * record_steps
     return STCSolution(state=final, ts=jnp.asarray(ts, h.dtype), h=h, p=p, z=z, stats=stats, n_post=n_post,
                        n_late=n_late)
 
@@ -168,50 +155,43 @@ def solve_stc(
     """
     rule = checked(rule, "solve_stc")
     neuron = None if neuron is None else checked(neuron, "solve_stc")
-    unit = spikes.unit
     check_spare("solve_stc", max_post_spikes)
     whole_number("solve_stc", "chunk", chunk, of=" of iterations")
     n_syn, record_steps, n_records, events = stc_events(rule, spikes, neuron, record_every, synapses, "solve_stc")
     calcium = rule.calcium
-    lengths, kinds, active, sources = events.length, events.kind, events.active, events.tag
-    n_events = lengths.shape[0]
-    n_chunks = -(-(n_events + (0 if neuron is None else int(max_post_spikes))) // chunk)
+    n_events = events.length.shape[0]
+    spare = 0 if neuron is None else int(max_post_spikes)
+    n_iterations = -(-(n_events + spare) // chunk) * chunk
     noise_shape = (2,) if n_syn is None else (2 * n_syn, n_syn)
-    normals = None if key is None else jax.random.normal(key, (n_chunks, chunk, *noise_shape), lengths.dtype)
+    normals = None if key is None else jax.random.normal(key, (n_iterations, *noise_shape), events.length.dtype)
 
-    def iteration(carry, normal):
-        state, syn, lif, stats, n_post, ptr, elapsed = carry
-        live = ptr < n_events
-        i = jnp.minimum(ptr, n_events - 1)
-        s = jnp.where(live, lengths[i] - elapsed, 0.0)
-        kind, act = kinds[i], active[i] & live
-        # The synapse an event belongs to (calcium and current events; all of them for one synapse).
-        mine = True if n_syn is None else sources[i] == jnp.arange(n_syn)
-        fire, segment = jnp.array(False), s
+    def interval(carry, state, s, index):
+        syn, lif, stats, n_post = carry
+        normal = None if normals is None else normals[index.iteration]
+        syn, piece = rule.step(syn, calcium.concentration(state), s, normal)
+        lif = None if neuron is None else neuron.propagate(lif, s)
+        return syn, lif, stats.then(piece), n_post
+
+    def split(carry, state, s):
+        if neuron is None:
+            return jnp.array(False), s
+        return neuron.first_spike(carry[1], s)
+
+    def at_event(carry, kind, acts, tag, post):
+        syn, lif, stats, n_post = carry
         if neuron is not None:
-            fire, segment = neuron.first_spike(lif, s)
-            fire = fire & live
-        syn, piece = rule.step(syn, calcium.concentration(state), segment, normal)
-        stats = stats.then(piece)
-        reached = live & ~fire
-        w = rule.weight(syn) if n_syn is None else rule.weight(syn)[sources[i]]
-        state, lif, n_post = event_effects(calcium, neuron, calcium.decay(state, segment), lif, n_post, w, segment,
-                                           fire, reached, act, kind, mine)
-        carry = (state, syn, lif, stats, n_post, ptr + reached, jnp.where(reached, 0.0, elapsed + segment))
-        return carry, (syn.h, syn.p, syn.z, reached & (kind == RECORD))
-
-    @jax.checkpoint
-    def block(carry, xs):
-        return jax.lax.scan(iteration, carry, xs, length=chunk)
+            w = rule.weight(syn) if n_syn is None else rule.weight(syn)[tag]
+            lif = neuron_at_event(neuron, lif, w, kind, acts, post)
+        return syn, lif, stats, n_post + post
 
     start = rule.init(n_syn)
-    zero = jnp.zeros((), jnp.int32)
     lif = None if neuron is None else neuron.init()
-    init = (calcium.rest(start.h.shape), start, lif, STCStats.start(start.h), zero, zero,
-            jnp.zeros_like(lengths[0]))
-    (_, syn, _, stats, n_post, ptr, _), (h, p, z, recorded) = jax.lax.scan(block, init, normals, length=n_chunks)
-    return stc_solution(start, syn, (h, p, z), recorded, stats, n_post, n_events - ptr, unit, record_steps,
-                        n_records)
+    carry = (start, lif, STCStats.start(start.h), jnp.zeros((), jnp.int32))
+    result = run_events(calcium, events, calcium.rest(start.h.shape), carry, interval, at_event=at_event,
+                        record=lambda carry, state: carry[0], n_grid=n_records, targets=n_syn, split=split,
+                        spare=spare, chunk=chunk)
+    syn, _, stats, n_post = result.carry
+    return stc_solution(start, syn, result.records, stats, n_post, result.n_late, spikes.unit, record_steps)
 
 
 def solve_stc_fine(
