@@ -47,7 +47,9 @@ def main(argv: list[str]) -> int:
     commands = {
         "fit": [str(BIN / "ca-plast"), "fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", "results/fit"],
         # One pytest worker per core (pytest-xdist): most tests are compile-bound and single-threaded.
-        "test": [str(BIN / "python"), "-m", "pytest", "-q", "-n", "auto"],
+        # Work stealing: a worker left idle takes tests queued for the other (the suite ends with
+        # no long tail on one worker).
+        "test": [str(BIN / "python"), "-m", "pytest", "-q", "-n", "auto", "--dist", "worksteal"],
         "docs": [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(ROOT / "site")],
         "lint": [str(BIN / "ruff"), "check", "ca_plast", "fitting", "tests", "benchmarks", "notebooks", "dev.py"],
         "types": [str(BIN / "pyright")],

@@ -1,5 +1,6 @@
-"""Batches of STC trials: `simulate_stc` runs `solve_stc` (or, on the emulated chip,
-`solve_stc_hardware`) over many protocols at once, jit-compiled and vmapped."""
+"""Batches of STC trials: `simulate_stc` runs a solver of tagging and capture (`STCEvents`,
+i.e. `solve_stc`, by default; `STCHardware` on the emulated chip; `STCFine`) over many
+protocols at once, jit-compiled and vmapped."""
 
 from collections.abc import Sequence
 
@@ -15,18 +16,15 @@ from ._progress import in_chunks
 from ._protocols import Protocol
 from ._spikes import to_spikes
 from .hardware._bss2 import BSS2
-from .hardware._stc import solve_stc_hardware
+from .hardware._solver import STCHardware
 from .rules._lt2021 import LuboeinskiTetzlaff2021
-from .solvers._stc import STCSolution, solve_stc
+from .solvers._stc import AbstractSTCSolver, STCEvents, STCSolution
 
 
 @eqx.filter_jit
-def _batched(rule, neuron, spikes, keys, record_every, max_post_spikes, synapses, hardware=None):
+def _batched(rule, neuron, spikes, keys, record_every, synapses, solver):
     def one(sp, key):
-        kwargs = dict(neuron=neuron, key=key, record_every=record_every, max_post_spikes=max_post_spikes, synapses=synapses)
-        if hardware is None:
-            return solve_stc(rule, sp, **kwargs)
-        return solve_stc_hardware(rule, sp, hardware=hardware, **kwargs)
+        return solver.run(rule, sp, neuron=neuron, key=key, record_every=record_every, synapses=synapses)
 
     return jax.vmap(one)(spikes, keys)
 
@@ -42,6 +40,7 @@ def simulate_stc(
     max_post_spikes: int = 64,
     hardware: BSS2 | None = None,
     progress: bool = False,
+    solver: AbstractSTCSolver | None = None,
 ) -> STCSolution:
     """Simulate a batch of trials (one protocol each) with `solve_stc`, jit-compiled and vmapped.
 
@@ -54,10 +53,23 @@ def simulate_stc(
     `max_post_spikes` times in a trial, the batch is rerun with twice the room. The result
     has a leading trial axis. `hardware`: None, or a `BSS2` configuration to solve the
     plasticity on the emulated chip (`solve_stc_hardware`; its `period` a multiple of `unit`).
+    `solver`: the solver of one trial, `STCEvents(max_post_spikes)` by default (with
+    `hardware`: `STCHardware(hardware, max_post_spikes)`); `STCFine()` for the fine-step
+    reference, or one of your own (`AbstractSTCSolver`); then leave `hardware` and
+    `max_post_spikes` at their defaults.
     `progress`: run the trials in slices (about ten, at least 50 trials each: the solver
     vmaps them) with a progress bar on stderr once they take more than 2 s (same results:
     trial i keeps its key).
     """
+    if solver is None:
+        room = int(max_post_spikes)
+        solver = STCEvents(max_post_spikes=room) if hardware is None else STCHardware(hardware, max_post_spikes=room)
+    elif not isinstance(solver, AbstractSTCSolver):
+        raise ValueError(f"simulate_stc: solver must be an AbstractSTCSolver (STCEvents(), STCFine(), STCHardware(...)), "
+                         f"got {solver!r}")
+    elif hardware is not None or max_post_spikes != 64:
+        raise ValueError("simulate_stc: give either solver or hardware / max_post_spikes, not both "
+                         "(e.g. solver=STCHardware(hardware, max_post_spikes=...))")
     given: list[Protocol | Sequence[Protocol]] = list(protocols)
     synapses = bool(given) and not isinstance(given[0], Protocol)
     # One list of protocols per trial: one protocol per synapse.
@@ -81,14 +93,14 @@ def simulate_stc(
     else:
         spikes = to_spikes([trial[0] for trial in trials], unit=unit)
     keys = None if key is None else jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(trials)))
-    room = int(max_post_spikes)
     while True:
         solution = in_chunks(
-            lambda part: _batched(rule, neuron, part[0], part[1], float(record_every), room, synapses, hardware),
+            lambda part: _batched(rule, neuron, part[0], part[1], float(record_every), synapses, solver),
             (spikes, keys),
             label=f"stc ({len(trials)} trials)", progress=progress, min_size=50)
-        if neuron is None or not np.any(np.asarray(solution.n_late)):
+        room = solver.room
+        if neuron is None or room is None or not np.any(np.asarray(solution.n_late)):
             return solution
         if room > 100 * spikes.pre_tick.shape[-1] + 1024:
             raise RuntimeError(f"simulate_stc: the neuron fires more than {room} times in a trial; check its parameters")
-        room = 2 * room + 1
+        solver = solver.with_room(2 * room + 1)

@@ -52,7 +52,7 @@ def _final(solution):
 
 
 BSS2_8BIT = dict(mismatch_tau_ca=0.1, mismatch_amplitude=0.1, read_noise=0.5)
-STC = dict(record_every=50.0)  # a whole number of the fine solver's 25-step tiles at 0.5 ms
+STC = dict(record_every=50.0, neuron=None, synapses=False)  # 50 ms: whole 25-step tiles of the fine solver at 0.5 ms
 
 SOLVERS = {
     "events": Solver(lambda r, s, k: cp.solve(r, s, _w0(r), cp.Events(), key=k).rho),
@@ -61,10 +61,10 @@ SOLVERS = {
     "closed-form": Solver(lambda r, s, k: cp.closed_form_ratio(r, s), rules=("gb2012",), stochastic=False),
     "density": Solver(lambda r, s, k: cp.density_ratio(r, s, cp.DensityGrid(cells_per_unit=40)), rules=("gb2012",),
                       stochastic=False),
-    "stc": Solver(lambda r, s, k: _final(cp.solve_stc(r, s, key=k, **STC)), rules=("lt2021",)),
-    "stc-fine": Solver(lambda r, s, k: _final(cp.solve_stc_fine(r, s, key=k, **STC)), rules=("lt2021",)),
-    "stc-hardware-8bit": Solver(lambda r, s, k: _final(cp.solve_stc_hardware(
-        r, s, hardware=cp.BSS2(state=cp.FixedPoint(8, 7), period=1.0, **BSS2_8BIT), key=k, **STC)), rules=("lt2021",)),
+    "stc": Solver(lambda r, s, k: _final(cp.STCEvents().run(r, s, key=k, **STC)), rules=("lt2021",)),
+    "stc-fine": Solver(lambda r, s, k: _final(cp.STCFine().run(r, s, key=k, **STC)), rules=("lt2021",)),
+    "stc-hardware-8bit": Solver(lambda r, s, k: _final(cp.STCHardware(
+        cp.BSS2(state=cp.FixedPoint(8, 7), period=1.0, **BSS2_8BIT)).run(r, s, key=k, **STC)), rules=("lt2021",)),
 }
 
 PROTOCOLS = [cp.pairs(10.0, 3, 10.0), cp.burst(-10.0, 2, 10.0)]

@@ -303,6 +303,32 @@ def test_simulate_reruns_when_the_neuron_fires_more_than_room():
     assert int(solution.n_late[0]) == 0 and int(solution.n_post[0]) == 8
 
 
+def test_simulate_reruns_an_emulation_that_ran_out_of_room():
+    """Room for 4 of the neuron's spikes: the batch is redone with room for 9, as a run given that room at once."""
+    rng = np.random.default_rng(1)
+    proto = cp.Protocol(pre=0.2 * np.flatnonzero(rng.random(2_000) < 0.06), post=np.zeros(0), duration=2000.0)
+    run = dict(neuron=cp.LeakyIntegrateAndFire(), record_every=1000.0, key=jax.random.key(2))
+    tight = cp.simulate_stc(RULE, [proto], solver=cp.STCHardware(max_post_spikes=4), **run)
+    ample = cp.simulate_stc(RULE, [proto], solver=cp.STCHardware(max_post_spikes=9), **run)
+    assert int(tight.n_late[0]) == 0 and int(tight.n_post[0]) > 4
+    assert tree_allclose(tight, ample, rtol=0, atol=0)
+
+
+def test_simulate_takes_any_stc_solver():
+    """`solver=` runs that solver on every trial (here the fine-step reference, trial i with
+    `fold_in(key, i)`); a solver together with `hardware` is refused."""
+    protocols = [cp.stc_protocol("WTET", hours=0.001, settle=100.0, poisson=True, seed=s) for s in range(2)]
+    key = jax.random.key(5)
+    batch = cp.simulate_stc(RULE, protocols, key=key, record_every=500.0, unit=0.2, solver=cp.STCFine())
+    for i, proto in enumerate(protocols):
+        one = cp.solve_stc_fine(RULE, cp.to_spikes(proto, unit=0.2), key=jax.random.fold_in(key, i), record_every=500.0)
+        assert tree_allclose(jax.tree.map(lambda x: x[i], batch), one, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="either solver or hardware"):
+        cp.simulate_stc(RULE, protocols, solver=cp.STCEvents(), hardware=cp.BSS2_STC)
+    with pytest.raises(ValueError, match="AbstractSTCSolver"):
+        cp.simulate_stc(RULE, protocols, solver="fine")
+
+
 def test_simulate_runs_trial_i_with_key_fold_in_i():
     """The batch is the loop over trials, trial i with `fold_in(key, i)` (jit == eager, vmap == loop
     and same key == same result of `solve_stc` itself: tests/test_registry.py)."""

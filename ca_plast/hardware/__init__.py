@@ -25,6 +25,7 @@ from ._rounding import (
 )
 from ._solver import (
     Hardware as Hardware,
+    STCHardware as STCHardware,
 )
 from ._stc import (
     BSS2_STC as BSS2_STC,

@@ -1,13 +1,18 @@
-"""The BSS-2 emulation as a solver of `ca_plast.solve`."""
+"""The BSS-2 emulation as solvers: of `ca_plast.solve` (any early-phase rule) and of
+`ca_plast.simulate_stc` (tagging and capture)."""
 
 import equinox as eqx
 
 from .._custom_types import ArrayLike, Key
+from .._lif import LeakyIntegrateAndFire
 from .._spikes import Spikes
 from ..rules._abstract import AbstractRule
+from ..rules._lt2021 import LuboeinskiTetzlaff2021
 from ..solvers._solution import Solution
 from ..solvers._solver import AbstractSolver
+from ..solvers._stc import AbstractSTCSolver, STCSolution
 from ._bss2 import BSS2, solve_hardware
+from ._stc import BSS2_STC, solve_stc_hardware
 
 
 class Hardware(AbstractSolver):
@@ -29,3 +34,24 @@ class Hardware(AbstractSolver):
                                  f"({self.config.period} ms), got {record_every * spikes.unit} ms")
             periods = record_every // m
         return solve_hardware(rule, spikes, rho0, hardware=self.config, key=key, record_every=periods)
+
+
+class STCHardware(AbstractSTCSolver):
+    """Tagging and capture on the emulated chip (`solve_stc_hardware`): the analog side exact,
+    (h, p, z) in the plasticity processor's fixed point every `config.period` ms;
+    `max_post_spikes` as in `STCEvents`."""
+
+    config: BSS2 = eqx.field(default=BSS2_STC)
+    max_post_spikes: int = eqx.field(static=True, default=64)
+
+    def run(self, rule: LuboeinskiTetzlaff2021, spikes: Spikes, *, neuron: LeakyIntegrateAndFire | None,
+            key: Key | None, record_every: float, synapses: bool) -> STCSolution:
+        return solve_stc_hardware(rule, spikes, hardware=self.config, neuron=neuron, key=key, record_every=record_every,
+                                  max_post_spikes=self.max_post_spikes, synapses=synapses)
+
+    @property
+    def room(self) -> int:
+        return self.max_post_spikes
+
+    def with_room(self, room: int) -> "STCHardware":
+        return STCHardware(config=self.config, max_post_spikes=room)

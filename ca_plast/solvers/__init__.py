@@ -35,6 +35,9 @@ from ._solver import (
     solve as solve,
 )
 from ._stc import (
+    AbstractSTCSolver as AbstractSTCSolver,
+    STCEvents as STCEvents,
+    STCFine as STCFine,
     STCSolution as STCSolution,
     solve_stc as solve_stc,
     solve_stc_fine as solve_stc_fine,

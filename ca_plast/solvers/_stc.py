@@ -24,6 +24,8 @@ and calcium) share its protein pool and its spikes; the neuron sums their inputs
 as in the model authors' code) with every Heaviside sampled at the step start.
 """
 
+import abc
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -58,6 +60,56 @@ class STCSolution(eqx.Module):
     stats: STCStats
     n_post: Int[Array, "..."]
     n_late: Int[Array, "..."]
+
+
+class AbstractSTCSolver(eqx.Module):
+    """A solver of synaptic tagging and capture: how `simulate_stc` advances one trial.
+
+    `run(rule, spikes, *, neuron, key, record_every, synapses)` takes the arguments of
+    `solve_stc` and returns an `STCSolution`. A solver whose neuron may fire more often than it
+    has iterations for reports it in `n_late` and gives a copy with more room (`with_room`).
+    """
+
+    @abc.abstractmethod
+    def run(self, rule: LuboeinskiTetzlaff2021, spikes: Spikes, *, neuron: LeakyIntegrateAndFire | None,
+            key: Key | None, record_every: float, synapses: bool) -> STCSolution:
+        """Simulate one trial (unbatched `spikes`)."""
+
+    @property
+    def room(self) -> int | None:
+        """Spare iterations for the neuron's own spikes (None: the solver needs none)."""
+        return None
+
+    def with_room(self, room: int) -> "AbstractSTCSolver":
+        """This solver with `room` spare iterations for the neuron's spikes."""
+        return self
+
+
+class STCEvents(AbstractSTCSolver):
+    """The exact multi-timescale solver (`solve_stc`): `max_post_spikes`, `chunk` as there."""
+
+    max_post_spikes: int = eqx.field(static=True, default=64)
+    chunk: int = eqx.field(static=True, default=32)
+
+    def run(self, rule: LuboeinskiTetzlaff2021, spikes: Spikes, *, neuron: LeakyIntegrateAndFire | None,
+            key: Key | None, record_every: float, synapses: bool) -> STCSolution:
+        return solve_stc(rule, spikes, neuron=neuron, key=key, record_every=record_every,
+                         max_post_spikes=self.max_post_spikes, chunk=self.chunk, synapses=synapses)
+
+    @property
+    def room(self) -> int:
+        return self.max_post_spikes
+
+    def with_room(self, room: int) -> "STCEvents":
+        return STCEvents(max_post_spikes=room, chunk=self.chunk)
+
+
+class STCFine(AbstractSTCSolver):
+    """The fine-step Euler-Maruyama reference (`solve_stc_fine`): steps of `spikes.unit` ms."""
+
+    def run(self, rule: LuboeinskiTetzlaff2021, spikes: Spikes, *, neuron: LeakyIntegrateAndFire | None,
+            key: Key | None, record_every: float, synapses: bool) -> STCSolution:
+        return solve_stc_fine(rule, spikes, neuron=neuron, key=key, record_every=record_every, synapses=synapses)
 
 
 def _layout(spikes: Spikes, synapses: bool, name: str):
