@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from matplotlib.lines import Line2D
 
@@ -26,18 +27,27 @@ from ._precision import in_float64
 from ._transforms import parameter_values
 
 
+def reference_method(result: FitResult) -> str:
+    """How the data set's published (GB2012) set is predicted next to a fit: by the fit's method
+    when that is one of GB2012's, else by the density solver (the GB2012 model's own prediction;
+    the event solver with noise off, which fits rules without noise, is not GB2012's model)."""
+    return result.method if result.method in ("density", "closed-form") else "density"
+
+
 def reference_score(result: FitResult) -> dict | None:
-    """Mean z^2 of the data set's published parameter set (if it has one) on the same points, by the fit's method and the closed form."""
+    """Mean z^2 of the data set's published GB2012 parameter set (if it has one) on the same
+    points, by `reference_method` and by the closed form."""
     name = result.dataset.reference
     if name is None:
         return None
     data = result.dataset
     rule = ca_plast.gb2012_preset(name)
-    record: dict[str, Any] = {"preset": name, "method": result.method}
-    for method in dict.fromkeys((result.method, "closed-form")):
-        model = checked_prediction(rule, data.spikes(), method)
-        record["chi2_mean" if method == result.method else "chi2_mean_closed_form"] = float(chi2(model, data.data, data.sem))
-        if method == result.method and len(panel_points(data)) > 1:
+    method = reference_method(result)
+    record: dict[str, Any] = {"preset": name, "method": method}
+    for how in dict.fromkeys((method, "closed-form")):
+        model = checked_prediction(rule, data.spikes(), how)
+        record["chi2_mean" if how == method else "chi2_mean_closed_form"] = float(chi2(model, data.data, data.sem))
+        if how == method and len(panel_points(data)) > 1:
             record["per_dataset"] = {panel: float(chi2(model[idx], data.data[idx], data.sem[idx]))
                                      for panel, idx in panel_points(data).items()}
     return record
@@ -98,16 +108,29 @@ def simulated_check(result: FitResult) -> dict:
                           "within_3_se": bool(np.all(np.abs(z) <= 3))}}
 
 
-def agreement_z(simulated: np.ndarray, sem: np.ndarray, predicted: np.ndarray, rule, n_synapses: int) -> np.ndarray:
-    """`(simulated - predicted) / s.e.` per point, the s.e. floored at the change of the ratio
-    when one synapse of one state flips, `|b - 1| max(beta, 1 - beta) / ((beta + (1 - beta) b) n)`.
+RESOLUTION = 1e-9  # differences of float64 predictions of a rule without noise: rounding only
 
-    The binomial s.e. is 0 where every simulated synapse of a state ends alike; a difference
-    below the simulation's resolution then says nothing, and is not shown as a huge z.
+
+def agreement_z(simulated: np.ndarray, sem: np.ndarray, predicted: np.ndarray, rule, n_synapses: int) -> np.ndarray:
+    """`(simulated - predicted) / s.e.` per point, the s.e. floored at the simulation's
+    resolution: the change of the ratio when one simulated synapse ends as another started
+    (the rule's own `readout`; GB2012: one synapse of one state flips,
+    `|b - 1| max(beta, 1 - beta) / ((beta + (1 - beta) b) n)`), and at least `RESOLUTION`.
+
+    The s.e. is 0 where every simulated synapse of a state ends alike (always, for a rule
+    without noise); a difference below the simulation's resolution then says nothing, and is
+    not shown as a huge z.
     """
-    b, beta = float(rule.b), float(rule.beta)
-    floor = abs(b - 1) * max(beta, 1 - beta) / ((beta + (1 - beta) * b) * n_synapses)
-    return (np.asarray(simulated) - np.asarray(predicted)) / np.maximum(np.asarray(sem), floor)
+    return (np.asarray(simulated) - np.asarray(predicted)) / np.maximum(np.asarray(sem), _one_synapse(rule, n_synapses))
+
+
+@in_float64
+def _one_synapse(rule, n_synapses: int) -> float:
+    start = np.asarray(rule.initial_population(n_synapses, np.float64))
+    first, last = start.copy(), start.copy()
+    first[0], last[-1] = start[-1], start[0]
+    ratios = [float(rule.readout(jnp.asarray(w))[0]) for w in (start, first, last)]
+    return max(abs(ratios[1] - ratios[0]), abs(ratios[2] - ratios[0]), RESOLUTION)
 
 
 @in_float64
@@ -166,9 +189,14 @@ def uncertainty_record(result: FitResult) -> dict:
     return {"uncertainty": per_parameter, "uncertainty_details": details}
 
 
+METHOD_LABELS = {"density": "density solver", "closed-form": "closed form", "events": "event solver, noise off"}
+
+
 def _method_description(result: FitResult, hardware: str) -> str:
     stages = {"density": "closed-form screening and fit, then the density solver (the model's own prediction)",
-              "closed-form": "closed form (GB2012's approximation)"}[result.method]
+              "closed-form": "closed form (GB2012's approximation)",
+              "events": "event-driven solver with noise off, one synapse per initial state (the model's own "
+                        "prediction for a rule without noise; the simulated check shows the noise's effect)"}[result.method]
     return stages if result.hardware is None else f"{stages}, then refined through {hardware} emulation"
 
 
@@ -204,8 +232,8 @@ def model_curves(result: FitResult) -> dict[str, dict] | None:
     """The model's change ratio on a fine grid of x for every series of the data set, for the
     fitted rule, the initial rule and the data set's published set (if any).
 
-    Computed with the fit's prediction (`result.method`: the density solver or the closed
-    form) on the float model. Returns {series key: {"x", "fit", "initial", "reference"}} with
+    Computed with the fit's prediction (`result.method`) on the float model; the published set
+    with `reference_method`. Returns {series key: {"x", "fit", "initial", "reference"}} with
     key `panel|series`, or None when the data set's x is a category (no `Dataset.curve`).
     """
     data = result.dataset
@@ -225,7 +253,8 @@ def model_curves(result: FitResult) -> dict[str, dict] | None:
         panels += [key[0]] * grid.size
     spikes = ca_plast.to_spikes(protocols, unit=1.0)
     for name, rule in rules.items():
-        ratios = checked_prediction(rule, spikes, result.method, panel=panels)
+        method = reference_method(result) if name == "reference" else result.method
+        ratios = checked_prediction(rule, spikes, method, panel=panels)
         for key, start, stop in where:
             curves[key][name] = ratios[start:stop]
     return curves
@@ -246,7 +275,7 @@ def plot_fit(result: FitResult, check: dict | None = None, curves: dict | None =
     data = result.dataset
     curves = model_curves(result) if curves is None else curves
     simulated = None if check is None else (np.asarray(check["prediction"]), np.asarray(check["sem"]))
-    method = {"density": "density solver", "closed-form": "closed form"}[result.method]
+    method = METHOD_LABELS[result.method]
     panels = list(dict.fromkeys(data.panel))
     fig = Figure(figsize=(5.2 * len(panels) + 4.2, 4.6), layout="constrained")
     axes = fig.subplots(1, len(panels) + 1, squeeze=False, width_ratios=[5] * len(panels) + [3.5])[0]
@@ -292,7 +321,9 @@ def plot_fit(result: FitResult, check: dict | None = None, curves: dict | None =
         styles = [Line2D([], [], color="0.3", label=f"fit ({method})", **line),
                   Line2D([], [], color="0.3", alpha=0.6, label=f"initial: {init}", **initial_line)]
         if data.reference is not None and not categorical:
-            styles.append(Line2D([], [], color="0.3", ls=":", label=f"published: {data.reference}"))
+            how = reference_method(result)
+            label = f"published: {data.reference}" + ("" if how == result.method else f" ({METHOD_LABELS[how]})")
+            styles.append(Line2D([], [], color="0.3", ls=":", label=label))
         if check is not None:  # exactly when `simulated` is not None
             styles.append(Line2D([], [], color="0.3", ls="", marker="D", mfc="white", ms=4,
                                  label=f"fit, simulated ± s.e. ({check['n_synapses_per_state']} synapses/state)"))

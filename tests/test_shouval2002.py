@@ -3,6 +3,7 @@ time constant, an ODE reference, every solver that applies, the BSS-2 emulation,
 differences and a fit to shipped data."""
 
 import dataclasses
+import json
 
 import equinox as eqx
 import jax
@@ -113,7 +114,7 @@ def test_gradients_match_finite_differences():
         assert grad[i] != 0 and abs(grad[i] - fd) < 1e-4 * abs(fd)
 
 
-def test_fit_to_shipped_data_is_checked_in_the_model():
+def test_fit_to_shipped_data_is_checked_in_the_model(tmp_path):
     dataset = fitting.load_dataset("sjostrom2001")
     start = cp.Shouval2002(calcium=cp.LinearCalcium(C_pre=0.4, C_post=0.6, tau_ca=20.0, D=5.0), n_pieces=32)
     result = fitting.fit(dataset, start, ["C_pre", "C_post"], method="events", n_starts=1, steps=40,
@@ -125,3 +126,13 @@ def test_fit_to_shipped_data_is_checked_in_the_model():
     fine = dataclasses.replace(result.model, n_pieces=128)
     scan, _ = cp.stdp_ratios(fine, dataset.protocols, method="scan", n_synapses=1, key=jax.random.key(0), step=1.0)
     np.testing.assert_allclose(result.prediction, scan, rtol=2e-3)
+    # The report of a rule other than GB2012: its method named, the published GB2012 set scored
+    # by GB2012's own model (density solver), the simulated check equal to the noise-free prediction.
+    fitting.write_report(result, tmp_path)
+    record = json.loads((tmp_path / "fit.json").read_text())
+    assert "noise off" in record["method"] and record["reference"]["method"] == "density"
+    published = fitting._losses.checked_prediction(cp.gb2012_preset("cortical_slices"), dataset.spikes(), "density")
+    assert record["reference"]["chi2_mean"] == pytest.approx(float(fitting.chi2(published, dataset.data, dataset.sem)))
+    check = record["simulated_check"]
+    np.testing.assert_allclose(check["prediction"], result.prediction, rtol=1e-12)
+    assert check["agreement"]["within_3_se"] and (tmp_path / "fit.png").stat().st_size > 10_000
