@@ -42,6 +42,9 @@ from ._stc_protocols import (
 from ._stc_simulate import simulate_stc as simulate_stc
 from ._stdp import (
     METHODS as METHODS,
+    AbstractPrediction as AbstractPrediction,
+    ClosedForm as ClosedForm,
+    Density as Density,
     events_ratio as events_ratio,
     scan_ratio as scan_ratio,
     stdp_ratios as stdp_ratios,

@@ -1,24 +1,25 @@
 """STDP curves: change ratios of a rule for a batch of protocols, by closed form or simulation."""
 
+import abc
 from collections.abc import Sequence
+from typing import ClassVar
 
+import equinox as eqx
 import jax
 import numpy as np
 
 from ._custom_types import Array, Key
 from ._limits import check_memory, simulation_bytes
 from ._programs import stored_jit
-from ._progress import in_chunks
 from ._protocols import Protocol
 from ._spikes import Spikes, to_spikes, without_ticks
 from ._validation import whole_number
-from .hardware._bss2 import hardware_ratios
+from .hardware._solver import Hardware
 from .rules._abstract import AbstractRule
 from .rules._gb2012 import GraupnerBrunel2012
 from .solvers._closed_form import closed_form_ratio
 from .solvers._density import DensityGrid, density_ratios
-from .solvers._events import solve_events
-from .solvers._scan import solve_scan
+from .solvers._solver import AbstractSolver, Events, Scan
 
 METHODS = ("closed-form", "scan", "events", "density")
 
@@ -30,22 +31,14 @@ def _synapses(owner: str, n_synapses) -> int:
 
 def scan_ratio(rule: AbstractRule, spikes: Spikes, n_synapses: int, *, key: Key | None) -> tuple[Array, Array]:
     """Change ratio (and standard error) of one protocol from the rule's population (`initial_population`:
-    GB2012, `n_synapses` DOWN and `n_synapses` UP) simulated by `solve_scan`, read out by `rule.readout`."""
-    n_synapses = _synapses("scan_ratio", n_synapses)
-    w = solve_scan(rule, spikes, rule.initial_population(n_synapses, spikes.pre_offset.dtype), key=key).rho
-    return rule.readout(w)
+    GB2012, `n_synapses` DOWN and `n_synapses` UP) simulated by `solve_scan`, read out by `rule.readout`
+    (`Scan().ratio`)."""
+    return Scan().ratio(rule, spikes, _synapses("scan_ratio", n_synapses), key=key)
 
 
 def events_ratio(rule: AbstractRule, spikes: Spikes, n_synapses: int, *, key: Key | None) -> tuple[Array, Array]:
-    """As `scan_ratio`, with the event-driven solver (`solve_events`)."""
-    n_synapses = _synapses("events_ratio", n_synapses)
-    w = solve_events(rule, spikes, rule.initial_population(n_synapses, spikes.pre_offset.dtype), key=key).rho
-    return rule.readout(w)
-
-
-@stored_jit
-def _batched_events(rule, spikes, keys, n_synapses):
-    return jax.vmap(lambda s, k: events_ratio(rule, s, n_synapses, key=k))(spikes, keys)
+    """As `scan_ratio`, with the event-driven solver (`solve_events`; `Events().ratio`)."""
+    return Events().ratio(rule, spikes, _synapses("events_ratio", n_synapses), key=key)
 
 
 @stored_jit
@@ -53,21 +46,62 @@ def _batched_closed_form(rule, spikes):
     return jax.vmap(closed_form_ratio, in_axes=(None, 0))(rule, spikes)
 
 
-@stored_jit
-def _batched_scan(rule, spikes, keys, n_synapses):
-    return jax.vmap(lambda s, k: scan_ratio(rule, s, n_synapses, key=k))(spikes, keys)
+class AbstractPrediction(eqx.Module):
+    """A deterministic prediction of change ratios for `stdp_ratios` (no noise drawn, s.e. 0).
+
+    `MEMORY`: the kind of work, for the memory estimate (`simulation_bytes`)."""
+
+    MEMORY: ClassVar[str]
+
+    @abc.abstractmethod
+    def ratios(self, rule: GraupnerBrunel2012, spikes: Spikes) -> np.ndarray:
+        """The change ratio of each protocol of `spikes` (batched, without ticks)."""
 
 
-@stored_jit
-def _protocol_keys(key: Key, index) -> Key:
-    return jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
+class ClosedForm(AbstractPrediction):
+    """GB2012's analytic approximation (`closed_form_ratio`): exact times above the thresholds,
+    drive averaged over the protocol, the cubic drift neglected."""
+
+    MEMORY: ClassVar[str] = "closed-form"
+
+    def ratios(self, rule: GraupnerBrunel2012, spikes: Spikes) -> np.ndarray:
+        return np.asarray(_batched_closed_form(rule, spikes))
+
+
+class Density(AbstractPrediction):
+    """The model's exact expectation over its noise (`density_ratios` on `grid`, widened or
+    refined automatically where needed)."""
+
+    MEMORY: ClassVar[str] = "density"
+    grid: DensityGrid = eqx.field(default=DensityGrid())
+
+    def ratios(self, rule: GraupnerBrunel2012, spikes: Spikes) -> np.ndarray:
+        return density_ratios(rule, spikes, self.grid)[0]
+
+
+def _method(method, hardware, grid) -> AbstractPrediction | AbstractSolver:
+    """The object a `stdp_ratios` method names (a string, or an object passed through)."""
+    if isinstance(method, AbstractPrediction | AbstractSolver):
+        if hardware is not None or grid is not None:
+            raise ValueError(f"stdp_ratios: with method={method!r} leave hardware and grid out (they belong to "
+                             "Hardware(config) and Density(grid))")
+        return method
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}, or a solver or prediction "
+                         "object (Events(), Scan(), Hardware(config), ClosedForm(), Density(grid))")
+    if hardware is not None and method != "scan":
+        raise ValueError(f"hardware emulation is a time-stepped simulation: use method 'scan', not {method!r}")
+    if hardware is not None:
+        return Hardware(hardware)
+    return {"closed-form": ClosedForm(), "density": Density(DensityGrid() if grid is None else grid),
+            "scan": Scan(), "events": Events()}[method]
 
 
 def stdp_ratios(
     rule: GraupnerBrunel2012,
     protocols: Sequence[Protocol],
     *,
-    method: str = "closed-form",
+    method: str | AbstractPrediction | AbstractSolver = "closed-form",
     n_synapses: int = 1000,
     key: Key | None = None,
     step: float = 0.1,
@@ -81,45 +115,31 @@ def stdp_ratios(
     simulation with steps of `step` ms), "events" (event-driven simulation, `solve_events`;
     there `step` only sets the tick of the spike arrays) or "density" (the model's exact
     expectation over its noise, `solve_density` on `grid`, default `DensityGrid()`, widened
-    automatically where mass would leave it; sem 0). Simulations use `n_synapses` synapses starting
+    automatically where mass would leave it; sem 0). Or an object: a prediction
+    (`ClosedForm()`, `Density(grid)`) or a solver that simulates (`Events()`, `Scan(chunk)`,
+    `Hardware(config)`, one of your own: `AbstractSolver.population_ratios`).
+    Simulations use `n_synapses` synapses starting
     DOWN and as many starting UP, noise from `key` (keyword-only, required), protocol i with
     `fold_in(key, i)`.
     `hardware`: None, or a `BSS2` configuration to run the simulation on emulated
     BrainScaleS-2 hardware (`hardware_ratios`; method "scan", update period a multiple of
-    `step`).
-    `progress`: simulations run in slices of the protocols (about ten; at least 32 each for
-    "events"), with a progress bar on stderr once they take more than 2 s (same results:
-    protocol i keeps its key).
+    `step`; the same as `method=Hardware(config)`).
+    `progress`: simulations run in slices of the protocols (about ten; at least 32 each), with
+    a progress bar on stderr once they take more than 2 s (same results: protocol i keeps its
+    key).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-    if hardware is not None and method != "scan":
-        raise ValueError(f"hardware emulation is a time-stepped simulation: use method 'scan', not {method!r}")
+    how = _method(method, hardware, grid)
+    name = method if isinstance(method, str) else type(how).__name__
     protocols = list(protocols)
-    simulated = method in ("scan", "events")
+    simulated = isinstance(how, AbstractSolver)
     n_synapses = _synapses("stdp_ratios", n_synapses) if simulated else 0
     n_spikes = max((p.n_spikes for p in protocols if isinstance(p, Protocol)), default=0)
-    check_memory(simulation_bytes(method, len(protocols), n_spikes, n_synapses),
-                 f"stdp_ratios ({method}, {len(protocols)} protocols of up to {n_spikes} spikes"
+    check_memory(simulation_bytes("events" if simulated else how.MEMORY, len(protocols), n_spikes, n_synapses),
+                 f"stdp_ratios ({name}, {len(protocols)} protocols of up to {n_spikes} spikes"
                  + (f", {n_synapses} synapses per state)" if simulated else ")"),
                  "use fewer or shorter protocols" + (" or fewer synapses (n_synapses)" if simulated else ""))
-    spikes = to_spikes(protocols, unit=step)
-    if method != "scan":  # one compiled program for every protocol duration
-        spikes = without_ticks(spikes)
-    if method == "closed-form":
-        ratio = _batched_closed_form(rule, spikes)
-        return np.asarray(ratio), np.zeros(len(protocols))
-    if method == "density":
-        ratio, _ = density_ratios(rule, spikes, DensityGrid() if grid is None else grid)
-        return ratio, np.zeros(len(protocols))
+    if not simulated:
+        return how.ratios(rule, without_ticks(to_spikes(protocols, unit=step))), np.zeros(len(protocols))
     if key is None:
-        raise ValueError(f"method {method!r} simulates noise and needs a key, e.g. key=jax.random.key(0)")
-    if hardware is not None:
-        return hardware_ratios(rule, protocols, hardware, n_synapses=int(n_synapses), key=key, step=step,
-                               progress=progress)
-    keys = _protocol_keys(key, np.arange(len(protocols)))
-    batched = _batched_scan if method == "scan" else _batched_events
-    # Both solvers vmap the protocols: slices of at least 32 keep the vectors wide.
-    ratio, sem = in_chunks(lambda part: batched(rule, *part, int(n_synapses)), (spikes, keys),
-                           label=f"stdp ({method}, {len(protocols)} protocols)", progress=progress, min_size=32)
-    return np.asarray(ratio), np.asarray(sem)
+        raise ValueError(f"method {name!r} simulates noise and needs a key, e.g. key=jax.random.key(0)")
+    return how.population_ratios(rule, protocols, n_synapses=n_synapses, key=key, step=step, progress=progress)

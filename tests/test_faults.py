@@ -456,6 +456,7 @@ def test_memory_estimates_bound_what_xla_allocates(method):
     compiled batch (arguments, outputs, temporaries): an upper bound, and not a wild one."""
     from ca_plast import _stdp
     from ca_plast._limits import simulation_bytes
+    from ca_plast.solvers import _solver
 
     rule, n_synapses = cp.gb2012_preset("DP"), 500
     protocols = [cp.pairs(float(dt), 120, 1.0) for dt in (-20.0, -10.0, 10.0, 20.0)]
@@ -463,7 +464,7 @@ def test_memory_estimates_bound_what_xla_allocates(method):
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(len(protocols)))
     batched = {
         "closed-form": lambda r: _stdp._batched_closed_form(r, spikes),
-        "events": lambda r: _stdp._batched_events(r, spikes, keys, n_synapses),
+        "events": lambda r: _solver._batched_ratio(cp.Events(), r, spikes, keys, n_synapses),
         "density": lambda r: jax.vmap(cp.density_ratio, in_axes=(None, 0))(r, spikes),
     }[method]
     analysis = jax.jit(batched).lower(rule).compile().memory_analysis()

@@ -71,7 +71,7 @@ def test_a_later_process_runs_the_stored_program(tmp_path):
     executable loaded from JAX's cache cannot be stored whole) and a fourth runs them."""
     plain = _plain_numbers()
     first = _worker(tmp_path)
-    assert sorted(first["compiled"]) == ["_batched_events", "_key", "_protocol_keys"]
+    assert sorted(first["compiled"]) == ["_batched_ratio", "_key", "_protocol_keys"]
     entries = sorted(p.name for p in (tmp_path / "programs").iterdir())
     assert len(entries) == 3 and all(e.endswith(".ca-plast-program") for e in entries)
     second = _worker(tmp_path)
@@ -82,7 +82,7 @@ def test_a_later_process_runs_the_stored_program(tmp_path):
         entry.unlink()
     third = _worker(tmp_path)
     fourth = _worker(tmp_path)
-    assert sorted(third["compiled"]) == ["_batched_events", "_key", "_protocol_keys"] and fourth["compiled"] == []
+    assert sorted(third["compiled"]) == ["_batched_ratio", "_key", "_protocol_keys"] and fourth["compiled"] == []
     assert third["ratio"] == fourth["ratio"] == plain["ratio"]
 
 

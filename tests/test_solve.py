@@ -63,3 +63,48 @@ def test_hardware_records_at_update_times():
 def test_bad_input_raises_value_error_naming_it(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+PROTOCOLS = [cp.pairs(10.0, 30, 20.0), cp.pairs(-10.0, 100, 10.0)]  # ratios 1.20, 0.89 (closed form)
+
+
+@pytest.mark.parametrize("obj, name, extra", [
+    (cp.ClosedForm(), "closed-form", {}),
+    (cp.Density(cp.DensityGrid(cells_per_unit=40)), "density", {"grid": cp.DensityGrid(cells_per_unit=40)}),
+    (cp.Events(), "events", {}),
+    (cp.Scan(), "scan", {}),
+    (cp.Hardware(cp.BSS2(period=5.0)), "scan", {"hardware": cp.BSS2(period=5.0)}),
+], ids=["closed-form", "density", "events", "scan", "hardware"])
+def test_stdp_ratios_takes_the_object_a_method_names(obj, name, extra):
+    run = dict(n_synapses=40, key=jax.random.key(4), step=0.5)
+    by_object = cp.stdp_ratios(DP, PROTOCOLS, method=obj, **run)
+    by_name = cp.stdp_ratios(DP, PROTOCOLS, method=name, **run, **extra)
+    np.testing.assert_array_equal(by_object[0], by_name[0])
+    np.testing.assert_array_equal(by_object[1], by_name[1])
+    assert np.all(np.abs(by_object[0] - 1) > 0.03)  # the protocols change the weights
+
+
+class _Halved(cp.Events):
+    """A solver of one's own: the event solver at half the rule's noise."""
+
+    def run(self, rule, spikes, rho0, *, key, record_every):
+        return super().run(dataclasses.replace(rule, sigma=rule.sigma / 2), spikes, rho0, key=key,
+                           record_every=record_every)
+
+
+def test_stdp_ratios_simulates_with_a_solver_of_ones_own():
+    """Its population, keys and readout come from `AbstractSolver`: the same numbers as the event
+    solver on the rule with half the noise."""
+    run = dict(n_synapses=40, key=jax.random.key(5), step=0.5)
+    own = cp.stdp_ratios(DP, PROTOCOLS, method=_Halved(), **run)
+    halved = cp.stdp_ratios(dataclasses.replace(DP, sigma=DP.sigma / 2), PROTOCOLS, method="events", **run)
+    np.testing.assert_array_equal(own[0], halved[0])
+    np.testing.assert_array_equal(own[1], halved[1])
+    assert not np.array_equal(own[0], cp.stdp_ratios(DP, PROTOCOLS, method="events", **run)[0])
+
+
+def test_stdp_ratios_refuses_an_object_with_hardware_or_grid():
+    with pytest.raises(ValueError, match="leave hardware and grid out"):
+        cp.stdp_ratios(DP, PROTOCOLS, method=cp.Events(), hardware=cp.BSS2(), key=jax.random.key(0))
+    with pytest.raises(ValueError, match="valid methods"):
+        cp.stdp_ratios(DP, PROTOCOLS, method="euler")

@@ -1,17 +1,21 @@
 """The BSS-2 emulation as solvers: of `ca_plast.solve` (any early-phase rule) and of
 `ca_plast.simulate_stc` (tagging and capture)."""
 
+from collections.abc import Sequence
+
 import equinox as eqx
+import numpy as np
 
 from .._custom_types import ArrayLike, Key
 from .._lif import LeakyIntegrateAndFire
+from .._protocols import Protocol
 from .._spikes import Spikes
 from ..rules._abstract import AbstractRule
 from ..rules._lt2021 import LuboeinskiTetzlaff2021
 from ..solvers._solution import Solution
 from ..solvers._solver import AbstractSolver
 from ..solvers._stc import AbstractSTCSolver, STCSolution
-from ._bss2 import BSS2, solve_hardware
+from ._bss2 import BSS2, hardware_ratios, solve_hardware
 from ._stc import BSS2_STC, solve_stc_hardware
 
 
@@ -34,6 +38,12 @@ class Hardware(AbstractSolver):
                                  f"({self.config.period} ms), got {record_every * spikes.unit} ms")
             periods = record_every // m
         return solve_hardware(rule, spikes, rho0, hardware=self.config, key=key, record_every=periods)
+
+    def population_ratios(self, rule: AbstractRule, protocols: Sequence[Protocol], *, n_synapses: int, key: Key,
+                          step: float, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+        """`hardware_ratios`: the emulated populations, read out on the state format's grid."""
+        return hardware_ratios(rule, protocols, self.config, n_synapses=n_synapses, key=key, step=step,
+                               progress=progress)
 
 
 class STCHardware(AbstractSTCSolver):

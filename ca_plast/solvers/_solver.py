@@ -9,11 +9,19 @@ your own subclasses `AbstractSolver` and implements `run`.
 """
 
 import abc
+from collections.abc import Sequence
+from typing import ClassVar
 
 import equinox as eqx
+import jax
+import numpy as np
 
-from .._custom_types import ArrayLike, Key
-from .._spikes import Spikes, whole_steps
+from .._custom_types import Array, ArrayLike, Key
+from .._programs import stored_jit
+from .._progress import in_chunks
+from .._protocols import Protocol
+from .._spikes import Spikes, to_spikes, whole_steps, without_ticks
+from .._validation import whole_number
 from ..rules._abstract import AbstractRule
 from ._events import solve_events
 from ._scan import solve_scan
@@ -21,7 +29,14 @@ from ._solution import Solution
 
 
 class AbstractSolver(eqx.Module):
-    """An early-phase solver: how `solve` advances one protocol."""
+    """An early-phase solver: how `solve` advances one protocol, and how `stdp_ratios`
+    simulates the rule's population over many (`population_ratios`).
+
+    `TIME_GRID`: whether the solver steps through ticks of `spikes.unit` (its compiled
+    program then depends on the protocol's duration).
+    """
+
+    TIME_GRID: ClassVar[bool] = True
 
     @abc.abstractmethod
     def run(self, rule: AbstractRule, spikes: Spikes, rho0: ArrayLike, *, key: Key | None,
@@ -29,10 +44,45 @@ class AbstractSolver(eqx.Module):
         """Simulate one protocol (unbatched `spikes`) from `rho0`; records every `record_every`
         ticks of `spikes.unit` ms (None: no records)."""
 
+    def ratio(self, rule: AbstractRule, spikes: Spikes, n_synapses: int, *, key: Key | None) -> tuple[Array, Array]:
+        """Change ratio (and standard error) of one protocol: the rule's population
+        (`initial_population`, e.g. GB2012: `n_synapses` DOWN and as many UP) simulated by this
+        solver, read out by `rule.readout`."""
+        n_synapses = whole_number(f"{type(self).__name__}.ratio", "n_synapses", n_synapses)
+        w = self.run(rule, spikes, rule.initial_population(n_synapses, spikes.pre_offset.dtype), key=key,
+                     record_every=None).rho
+        return rule.readout(w)
+
+    def population_ratios(self, rule: AbstractRule, protocols: Sequence[Protocol], *, n_synapses: int, key: Key,
+                          step: float, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+        """`ratio` of every protocol (spike times in ticks of `step` ms), protocol i with
+        `fold_in(key, i)`, vmapped in slices of at least 32 protocols (`progress`: with a
+        progress bar on stderr once they take more than 2 s; the same results)."""
+        spikes = to_spikes(protocols, unit=step)
+        if not self.TIME_GRID:  # one compiled program for every protocol duration
+            spikes = without_ticks(spikes)
+        keys = _protocol_keys(key, np.arange(len(protocols)))
+        ratio, sem = in_chunks(lambda part: _batched_ratio(self, rule, *part, int(n_synapses)), (spikes, keys),
+                               label=f"stdp ({type(self).__name__}, {len(protocols)} protocols)", progress=progress,
+                               min_size=32)
+        return np.asarray(ratio), np.asarray(sem)
+
+
+@stored_jit
+def _batched_ratio(solver: AbstractSolver, rule: AbstractRule, spikes: Spikes, keys: Key, n_synapses: int):
+    return jax.vmap(lambda s, k: solver.ratio(rule, s, n_synapses, key=k))(spikes, keys)
+
+
+@stored_jit
+def _protocol_keys(key: Key, index) -> Key:
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
+
 
 class Events(AbstractSolver):
     """The exact event-driven solver (`solve_events`): cost O(spikes); `drive_steps`,
     `quiet_steps` as there."""
+
+    TIME_GRID: ClassVar[bool] = False
 
     drive_steps: int = eqx.field(static=True, default=1)
     quiet_steps: int = eqx.field(static=True, default=4)
