@@ -48,6 +48,7 @@ REPORT = ("fit.json", "fit.csv", "fit.png", "corner.png", "profiles.png")
 UNCERTAINTY = ("none", "laplace", "profile")
 LOCK = ".ca-plast-fit.lock"
 MAX_STEPS = 1_000_000
+MAX_CHECK_SYNAPSES = 1_000_000
 
 
 DESCRIPTION = """\
@@ -117,6 +118,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mcmc", type=int, default=0, metavar="N",
                         help="also N posterior draws per chain (two chains) by NUTS in the model (needs blackjax: pip install "
                              "'ca_plast[mcmc]'); slow with the density solver (about a gradient per integration step)")
+    parser.add_argument("--check-synapses", type=int, default=None, metavar="N",
+                        help="synapses per initial state of the simulated check of the fit (default: 10000, fewer for "
+                             "large data sets, at least 2000); fewer make a quicker, coarser check")
     parser.add_argument("--cv", default=None, metavar="K|loo",
                         help="also cross-validate: K folds (or loo, leave one point out), each refitted in the model "
                              "from the fit and scored on its held-out points (fit.json cross_validation; compare fits "
@@ -199,6 +203,9 @@ def run(args, interrupts: Interrupts) -> int:
         raise UsageError(f"unknown --method {args.method!r}; valid: {', '.join(METHODS)}")
     if args.uncertainty not in UNCERTAINTY:
         raise UsageError(f"unknown --uncertainty {args.uncertainty!r}; valid: {', '.join(UNCERTAINTY)}")
+    if args.check_synapses is not None and not 1 <= args.check_synapses <= MAX_CHECK_SYNAPSES:
+        raise UsageError(f"ca-plast fit: --check-synapses must be a whole number from 1 to {MAX_CHECK_SYNAPSES}, "
+                         f"got {args.check_synapses}")
     if args.mcmc:
         if not 1 <= args.mcmc <= MAX_STEPS or args.uncertainty == "none":
             raise UsageError(f"ca-plast fit: --mcmc needs a number of draws from 1 to {MAX_STEPS} and --uncertainty "
@@ -350,7 +357,7 @@ def _fit_and_report(args, interrupts: Interrupts, out: Path, checkpoint: Path, d
         raise UsageError(f"ca-plast fit: {str(error).removeprefix('fit: ')}") from None
     try:
         with interrupts.raising():
-            return result, write_report(result, out, hardware=args.hardware)
+            return result, write_report(result, out, hardware=args.hardware, check_synapses=args.check_synapses)
     except KeyboardInterrupt:
         interrupts.stop(f"ca-plast fit: interrupted while writing the report; the finished fit is in {checkpoint}: "
                         f"run the same command with --resume to write fit.json, fit.csv and fit.png")

@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 import ca_plast
 from ca_plast._output import write_file
 from ca_plast._plotting import Figure, figure_bytes
+from ca_plast._validation import whole_number
 
 from ._comparison import information_criteria
 from ._fit import FitResult, versions
@@ -83,10 +84,11 @@ def check_synapses(dataset) -> int:
     return int(np.clip(CHECK_BUDGET // events, CHECK_MIN_SYNAPSES, CHECK_SYNAPSES))
 
 
-def simulated_check(result: FitResult) -> dict:
+def simulated_check(result: FitResult, n_synapses: int | None = None) -> dict:
     """Mean z^2 of the fitted rule in the simulated model (event solver, noise on), and its agreement with the fit's prediction.
 
-    The event-driven simulation (`check_synapses(dataset)` synapses per initial state, key
+    The event-driven simulation (`n_synapses` per initial state, by default
+    `check_synapses(dataset)`, key
     `fold_in(key(seed), 1)`, which no stage of the fit uses) is an independent check of the
     prediction the fit reports: for the density solver the two must agree within the
     simulation's standard errors (`agreement`: z per point, `agreement_z`); GB2012's closed
@@ -94,7 +96,7 @@ def simulated_check(result: FitResult) -> dict:
     """
     data = result.dataset
     key = jax.random.fold_in(jax.random.key(result.seed), 1)
-    n_synapses = check_synapses(data)
+    n_synapses = check_synapses(data) if n_synapses is None else whole_number("simulated_check", "n_synapses", n_synapses)
     ratio, sem, z = (np.empty(data.n_points) for _ in range(3))
     groups = by_panel(result.model, data.panel)  # one rule, or each panel's (a PanelRule's), with its points
     for g, (rule, idx) in enumerate(groups):
@@ -134,8 +136,9 @@ def _one_synapse(rule, n_synapses: int) -> float:
 
 
 @in_float64
-def summary(result: FitResult, *, hardware: str = "none") -> dict:
-    """The fit.json record: data set and modelling, free parameters before and after, losses, run facts."""
+def summary(result: FitResult, *, hardware: str = "none", check_synapses: int | None = None) -> dict:
+    """The fit.json record: data set and modelling, free parameters before and after, losses, run facts.
+    `check_synapses`: synapses per initial state of the simulated check (`simulated_check`)."""
     data = result.dataset
     final = parameter_values(result.model)
     return {
@@ -164,7 +167,7 @@ def summary(result: FitResult, *, hardware: str = "none") -> dict:
         "model_comparison": information_criteria(result),
         "cross_validation": result.cross_validation,
         "reference": reference_score(result),
-        "simulated_check": simulated_check(result),
+        "simulated_check": simulated_check(result, check_synapses),
         "steps": result.steps,
         "stopped": result.stopped,
         "n_starts": result.n_starts,
@@ -358,13 +361,14 @@ def plot_fit(result: FitResult, check: dict | None = None, curves: dict | None =
 
 
 @in_float64
-def write_report(result: FitResult, out: str | Path, *, hardware: str = "none") -> dict:
+def write_report(result: FitResult, out: str | Path, *, hardware: str = "none", check_synapses: int | None = None) -> dict:
     """Write fit.json, fit.csv and fit.png into the folder `out` (which must exist), and with the fit's
-    uncertainty corner.png (and profiles.png where profiles were computed); returns the fit.json record."""
+    uncertainty corner.png (and profiles.png where profiles were computed); returns the fit.json record.
+    `check_synapses`: as for `summary`."""
     from ._uncertainty_plots import plot_corner, plot_profiles
 
     out = Path(out)
-    record = summary(result, hardware=hardware)
+    record = summary(result, hardware=hardware, check_synapses=check_synapses)
     figure = figure_bytes(plot_fit(result, record["simulated_check"]), "fit.png", dpi=110)
     write_file(out / "fit.csv", table(result).encode())
     write_file(out / "fit.png", figure)

@@ -70,7 +70,7 @@ def test_noise_free_data_predict_held_out_points_exactly():
 
 def test_compare_on_the_command_line(tmp_path, capsys):
     common = ["--dataset", "sjostrom2001", "--init", "DP", "--starts", "2", "--steps", "30", "--method", "closed-form",
-              "--uncertainty", "none", "--cv", "3"]
+              "--uncertainty", "none", "--check-synapses", "2000", "--cv", "3"]
     assert main(["fit", *common, "--free", "theta_p,theta_d", "--out", str(tmp_path / "two")]) == 0
     assert main(["fit", *common, "--free", "theta_p,theta_d,sigma", "--out", str(tmp_path / "three")]) == 0
     records = {name: json.loads((tmp_path / name / "fit.json").read_text()) for name in ("two", "three")}

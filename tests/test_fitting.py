@@ -394,7 +394,8 @@ def test_fit_rejects_bad_settings(sjostrom):
 
 def _fit_cli(out, *extra):
     return main(["fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", str(out), "--starts", "4",
-                 "--free", "theta_p,theta_d", "--method", "closed-form", "--uncertainty", "laplace", *extra])
+                 "--free", "theta_p,theta_d", "--method", "closed-form", "--uncertainty", "laplace",
+                 "--check-synapses", "2000", *extra])
 
 
 def test_cli_writes_report(tmp_path, capsys):
@@ -408,6 +409,7 @@ def test_cli_writes_report(tmp_path, capsys):
     assert record["dataset"] == "sjostrom2001" and record["init"] == "DP" and record["n_points"] == 10
     assert record["modelling"] == "regular" and record["free"] == ["theta_p", "theta_d"]
     assert record["steps"] == 30 and len(record["history"]) == 30
+    assert record["simulated_check"]["n_synapses_per_state"] == 2000
     assert record["reference"]["chi2_mean"] == pytest.approx(CORTICAL_REFERENCE, rel=1e-9)
     assert record["initial"] == {"theta_p": 1.3, "theta_d": 1.0}
     rows = (tmp_path / "run" / "fit.csv").read_text().splitlines()
@@ -449,6 +451,8 @@ def test_cli_resume_matches_uninterrupted(tmp_path):
     (["--dataset", "sjostrom2001", "--init", "DP", "--hardware", "loihi"], "unknown --hardware 'loihi'"),
     (["--dataset", "sjostrom2001", "--init", "DP", "--modelling", "bursts"], "unknown --modelling 'bursts'"),
     (["--dataset", "sjostrom2001", "--init", "DP", "--resume"], "no checkpoint"),
+    (["--dataset", "sjostrom2001", "--init", "DP", "--check-synapses", "0"],
+     "--check-synapses must be a whole number from 1 to 1000000, got 0"),
     (["--dataset", "sjostrom2001", "--init", "DP", "--refine-steps", "5"], "--refine-steps needs --hardware bss2"),
     (["--dataset", "sjostrom2001", "--init", "DP", "--hardware", "bss2", "--refine-steps", "0"],
      "--refine-steps needs --hardware bss2 and a value from 1 to 1000000, got 0"),

@@ -14,7 +14,8 @@ NOTEBOOKS = sorted(FOLDER.glob("*.ipynb"))
 # Small settings for the test run (the stored outputs come from the values in each notebook).
 SMALL = {
     "gb2012_stdp.ipynb": {"n_synapses": 100, "dts_check": [-20.0, 10.0]},
-    "fitting.ipynb": {"n_starts": 2, "steps": 20, "threshold_steps": 20, "density_steps": 1},
+    # Two free parameters and four starts: the programs of tests/test_fitting.py's command-line density fit.
+    "fitting.ipynb": {"n_starts": 4, "steps": 20, "threshold_steps": 20, "density_steps": 1, "free": ["theta_p", "theta_d"]},
     "stc.ipynb": {"TRIALS": 4, "HOURS": 4.0},
 }
 

@@ -106,7 +106,7 @@ def test_separate_values_are_each_panels_own_fit_given_the_shared_ones(halves):
     assert result.free == ("C_pre[low]", "C_pre[high]", "C_post") and isinstance(result.model, fitting.PanelRule)
     assert result.settings["separate"] == ["C_pre"]
     held = eqx.tree_at(lambda r: r.calcium.C_post, DP, jnp.asarray(result.params["C_post"]))
-    record = fitting.summary(result)
+    record = fitting.summary(result, check_synapses=2000)
     for panel, part in (("low", a), ("high", b)):
         alone = fitting.fit(part, held, ["C_pre"], **settings)
         print(panel, result.params[f"C_pre[{panel}]"], alone.params["C_pre"])
@@ -163,6 +163,6 @@ def test_command_line_fits_separate_values(halves, tmp_path, capsys):
                            (["--free", "C_pre", "--separate", "C_pre", "--hardware", "bss2"], "--separate needs --hardware none")):
         assert main([*common, *extra, "--out", str(tmp_path / "x")]) == 2
         assert message in capsys.readouterr().err
-    assert main(["fit", "--data", str(tmp_path / "low.csv"), "--init", "DP", "--free", "C_pre", "--separate", "C_pre",
+    assert main(["fit", "--check-synapses", "2000", "--data", str(tmp_path / "low.csv"), "--init", "DP", "--free", "C_pre", "--separate", "C_pre",
                  "--out", str(tmp_path / "y")]) == 2
     assert "separate parameters take one value per data set of a joint fit" in capsys.readouterr().err

@@ -128,7 +128,7 @@ def test_fit_to_shipped_data_is_checked_in_the_model(tmp_path):
     np.testing.assert_allclose(result.prediction, scan, rtol=2e-3)
     # The report of a rule other than GB2012: its method named, the published GB2012 set scored
     # by GB2012's own model (density solver), the simulated check equal to the noise-free prediction.
-    fitting.write_report(result, tmp_path)
+    fitting.write_report(result, tmp_path, check_synapses=2000)
     record = json.loads((tmp_path / "fit.json").read_text())
     assert "noise off" in record["method"] and record["reference"]["method"] == "density"
     published = fitting._losses.checked_prediction(cp.gb2012_preset("cortical_slices"), dataset.spikes(), "density")

@@ -185,7 +185,7 @@ def test_api_and_command_line_give_the_same_fit_of_own_data(tmp_path):
                          timeout=900)
     assert api.returncode == 0, api.stderr[-3000:]
     api = json.loads(api.stdout.strip().splitlines()[-1])
-    assert main(["fit", "--data", str(path), "--init", "DP", "--free", "theta_p,gamma_p,sigma", "--method", "closed-form",
+    assert main(["fit", "--check-synapses", "2000", "--data", str(path), "--init", "DP", "--free", "theta_p,gamma_p,sigma", "--method", "closed-form",
                  "--steps", "40", "--starts", "4", "--seed", "3", "--uncertainty", "none", "--out",
                  str(tmp_path / "out")]) == 0
     record = json.loads((tmp_path / "out" / "fit.json").read_text())
@@ -208,7 +208,7 @@ def test_joint_fit_scores_each_data_set(tmp_path, capsys):
     """`--dataset A --dataset B`: one fit on all points; fit.json's per_dataset holds each data set's
     mean z^2 (checked against fit.csv's rows), the published set's too, and each panel keeps its x label."""
     out = tmp_path / "joint"
-    assert main(["fit", "--dataset", "wittenberg_wang2006_pairs", "--dataset", "wittenberg_wang2006_burst100",
+    assert main(["fit", "--check-synapses", "2000", "--dataset", "wittenberg_wang2006_pairs", "--dataset", "wittenberg_wang2006_burst100",
                  "--init", "hippocampal_slices", "--free", "theta_p,theta_d", "--method", "closed-form",
                  "--steps", "20", "--starts", "2", "--uncertainty", "none", "--out", str(out)]) == 0
     printed = capsys.readouterr().out

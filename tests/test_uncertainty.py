@@ -161,7 +161,7 @@ def test_profiles_resume_from_their_checkpoint(sjostrom, tmp_path, monkeypatch):
 
 def test_record_and_figures(sjostrom, tmp_path):
     result = fitting.with_uncertainty(_exact_fit(sjostrom, ["theta_p", "theta_d"]), profile=True)
-    record = fitting.write_report(result, tmp_path)
+    record = fitting.write_report(result, tmp_path, check_synapses=2000)
     for name in ("theta_p", "theta_d"):
         entry = record["uncertainty"][name]
         assert entry["identified"] is True and entry["source"] == "profile"
@@ -198,7 +198,7 @@ def test_simulated_data_set_has_the_rule_as_its_mean(sjostrom):
 
 def test_cli_reports_uncertainty(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["fit", "--dataset", "sjostrom2001", "--init", "DP", "--out", str(out), "--starts", "4", "--steps", "40",
+    assert main(["fit", "--check-synapses", "2000", "--dataset", "sjostrom2001", "--init", "DP", "--out", str(out), "--starts", "4", "--steps", "40",
                  "--free", "theta_p,theta_d", "--method", "closed-form", "--mcmc", "60"]) == 0  # profiles: the default
     printed = capsys.readouterr().out
     record = json.loads((out / "fit.json").read_text())
