@@ -70,12 +70,12 @@ def test_noise_free_data_predict_held_out_points_exactly():
 
 def test_compare_on_the_command_line(tmp_path, capsys):
     common = ["--dataset", "sjostrom2001", "--init", "DP", "--starts", "2", "--steps", "30", "--method", "closed-form",
-              "--uncertainty", "none", "--check-synapses", "2000", "--cv", "3"]
+              "--uncertainty", "none", "--check-synapses", "2000", "--cv", "2"]
     assert main(["fit", *common, "--free", "theta_p,theta_d", "--out", str(tmp_path / "two")]) == 0
     assert main(["fit", *common, "--free", "theta_p,theta_d,sigma", "--out", str(tmp_path / "three")]) == 0
     records = {name: json.loads((tmp_path / name / "fit.json").read_text()) for name in ("two", "three")}
     for record in records.values():
-        assert record["cross_validation"]["folds"] == 3 and record["model_comparison"]["n_points"] == 10
+        assert record["cross_validation"]["folds"] == 2 and record["model_comparison"]["n_points"] == 10
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "two"), str(tmp_path / "three" / "fit.json")]) == 0
     table = capsys.readouterr().out.splitlines()

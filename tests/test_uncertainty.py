@@ -115,6 +115,7 @@ def test_profile_agrees_with_laplace_where_the_loss_is_quadratic(sjostrom):
         assert np.all(profile.rise >= -1e-6) and np.all(np.diff(profile.x) > 0)
 
 
+@pytest.mark.slow  # 30 s; NUTS draws run by default in test_cli_reports_uncertainty
 def test_posterior_matches_laplace_where_the_loss_is_quadratic(sjostrom):
     """NUTS draws (blackjax) against the Laplace approximation where the loss is close to quadratic
     (errors 100x smaller): same standard deviations within Monte Carlo error, mean at the fit; same
