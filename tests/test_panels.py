@@ -39,9 +39,7 @@ def _panel_rule(rule, **per_panel):
                              [list(v) for v in per_panel.values()])
 
 
-# The density variant (22 s) is slow: a PanelRule's density prediction also runs by default in
-# test_separate_values_are_each_panels_own_fit_given_the_shared_ones (its simulated check).
-@pytest.mark.parametrize("method", ["closed-form", pytest.param("density", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("method", ["closed-form", "density"])
 def test_each_protocol_is_predicted_by_its_panels_rule(halves, method):
     joint, a, b = halves
     model = _panel_rule(DP, C_pre=(1.4, 0.7), C_post=(2.0, 2.6))
