@@ -55,7 +55,7 @@ from .._validation import checked
 from ..rules._affine import safe_sqrt
 from ..rules._lt2021 import LuboeinskiTetzlaff2021, STCState, STCStats
 from ..solvers._loop import run_events
-from ..solvers._stc import STCSolution, check_spare, neuron_at_event, stc_events, stc_solution
+from ..solvers._stc import STCSolution, check_spare, neuron_at_event, neuron_split, stc_events, stc_solution
 from ._bss2 import BSS2, READ_STREAM, ROUNDING_STREAM, normal_when
 from ._fixed_point import FixedPoint
 from ._rounding import counter_uniform
@@ -261,11 +261,6 @@ def solve_stc_hardware(
         lif = None if neuron is None else neuron.propagate(lif, s)
         return stored, w, T_p + a_p, T_d + a_d, k, lif, stats, n_post
 
-    def split(carry, state, s):
-        if neuron is None:
-            return jnp.array(False), s
-        return neuron.first_spike(carry[5], s)
-
     def at_event(carry, kind, acts, tag, post):
         stored, w, T_p, T_d, k, lif, stats, n_post = carry
         if neuron is not None:
@@ -280,6 +275,6 @@ def solve_stc_hardware(
     spare = 0 if neuron is None else int(max_post_spikes)
     result = run_events(calcium, events, calcium.rest(shape), carry, interval, at_event=at_event,
                         record=lambda carry, state: _value(rule, carry[0]), n_grid=n_records, targets=n_syn,
-                        split=split, spare=spare, chunk=32)
+                        split=lambda carry, state, s: neuron_split(neuron, carry[5], s), spare=spare, chunk=32)
     stored, _, _, _, _, _, stats, n_post = result.carry
     return stc_solution(first, _value(rule, stored), result.records, stats, n_post, result.n_late, unit, record_steps)

@@ -158,6 +158,14 @@ def stc_events(rule: LuboeinskiTetzlaff2021, spikes: Spikes, neuron: LeakyIntegr
     return n_syn, record_steps, n_records, merge_events(streams, end_tick, end_offset, END, unit)
 
 
+def neuron_split(neuron: LeakyIntegrateAndFire | None, lif, s: Array) -> tuple[Array, Array]:
+    """The loop's `split` for an STC solver: whether the neuron (in state `lif`) reaches its
+    threshold within the next `s` ms, and when (ms); never without a neuron."""
+    if neuron is None:
+        return jnp.array(False), s
+    return neuron.first_spike(lif, s)
+
+
 def neuron_at_event(neuron: LeakyIntegrateAndFire, lif, w: Array, kind: Array, acts: Array, post: Array):
     """The neuron at an event: a synaptic current through a synapse of weight `w` (mV) arrives
     (kind `CURRENT`, if it `acts`), and it fires (`post`: a given spike or its own)."""
@@ -224,11 +232,6 @@ def solve_stc(
         lif = None if neuron is None else neuron.propagate(lif, s)
         return syn, lif, stats.then(piece), n_post
 
-    def split(carry, state, s):
-        if neuron is None:
-            return jnp.array(False), s
-        return neuron.first_spike(carry[1], s)
-
     def at_event(carry, kind, acts, tag, post):
         syn, lif, stats, n_post = carry
         if neuron is not None:
@@ -240,8 +243,8 @@ def solve_stc(
     lif = None if neuron is None else neuron.init()
     carry = (start, lif, STCStats.start(start.h), jnp.zeros((), jnp.int32))
     result = run_events(calcium, events, calcium.rest(start.h.shape), carry, interval, at_event=at_event,
-                        record=lambda carry, state: carry[0], n_grid=n_records, targets=n_syn, split=split,
-                        spare=spare, chunk=chunk)
+                        record=lambda carry, state: carry[0], n_grid=n_records, targets=n_syn,
+                        split=lambda carry, state, s: neuron_split(neuron, carry[1], s), spare=spare, chunk=chunk)
     syn, _, stats, n_post = result.carry
     return stc_solution(start, syn, result.records, stats, n_post, result.n_late, spikes.unit, record_steps)
 
